@@ -1,0 +1,21 @@
+"""imagetransformer: the Image Transformer (Parmar et al. 2018) in Keras 3 / TensorFlow.
+
+```python
+import imagetransformer as it
+
+model = it.ImageTransformer(image_shape=(28, 28, 1), attention="local_1d", ...)
+model.log_prob(images)                                   # [B] nats
+it.complete(model, images, known_rows=14, seed=0)        # bottom half from the top half
+```
+Importing the package registers every layer and model with Keras, so `keras.models.load_model` opens saved
+models with `safe_mode=True`.
+"""
+
+from imagetransformer import heads, layers
+from imagetransformer.model import ATTENTIONS, ImageTransformer
+from imagetransformer.ordering import DISTRIBUTIONS, PixelOrder
+from imagetransformer.sampling import complete, sample
+
+__version__ = "0.1.0"
+
+__all__ = ["ATTENTIONS", "DISTRIBUTIONS", "ImageTransformer", "PixelOrder", "complete", "heads", "layers", "sample"]

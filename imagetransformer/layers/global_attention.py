@@ -1,0 +1,54 @@
+"""Global (full causal) self-attention: every position sees itself and every earlier position.
+
+Time and memory grow with the square of the number of positions; use it for small images and as the reference
+the local variants are tested against.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imagetransformer.layers.attention import MaskedSelfAttention
+
+
+@keras.saving.register_keras_serializable(package="imagetransformer")
+class GlobalSelfAttention(MaskedSelfAttention):
+    """Multi-head causal self-attention over the whole sequence.
+
+    Args:
+        num_heads: number of heads; the input size must be a multiple of it.
+        **kwargs: forwarded to `keras.layers.Layer`.
+
+    Shapes:
+        `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`.
+        Cache: keys and values `[length, batch, heads, depth]`, slot = generation index.
+
+    Example:
+    >>> layer = GlobalSelfAttention(num_heads=2)
+    >>> layer(tf.zeros([1, 16, 8])).shape
+    TensorShape([1, 16, 8])
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.length = int(input_shape[1])
+
+    def _attend_sequence(self, q, k, v):
+        length = tf.shape(q)[1]
+        causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)  # [query, key]
+        # One block holding the whole sequence: [batch, 1, length, heads, depth].
+        out = self._attend(q[:, None], k[:, None], v[:, None], causal[None])
+        return out[:, 0]
+
+    def init_cache(self, batch_size, dtype):
+        shape = [self.length, batch_size, self.num_heads, self.depth]
+        return {"keys": tf.zeros(shape, dtype), "values": tf.zeros(shape, dtype)}
+
+    def cache_from_sequence(self, k, v):
+        return {"keys": tf.transpose(k, [1, 0, 2, 3]), "values": tf.transpose(v, [1, 0, 2, 3])}
+
+    def _write_cache(self, cache, kv, position):
+        return tf.tensor_scatter_nd_update(cache, tf.reshape(position, [1, 1]), kv[None])
+
+    def _window(self, cache, position):
+        return cache, tf.range(self.length) <= position

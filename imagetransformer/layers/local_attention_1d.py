@@ -1,0 +1,105 @@
+"""Local 1D self-attention: raster order cut into query blocks, each with a memory flange before it.
+
+Positions are grouped into consecutive query blocks of `block_length`. All queries of a block share one memory:
+the `memory_length` positions before the block and the block itself, masked so that a query sees only
+positions at or before it (and none before the image start). Time and memory grow linearly with the number of
+positions: `length / block_length` blocks of `block_length x (memory_length + block_length)` scores.
+
+```
+positions:  ... | memory_length | block b (block_length) | ...
+query i of block b sees:  [b*L - M, b*L + i]
+```
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imagetransformer.layers.attention import MaskedSelfAttention
+
+
+@keras.saving.register_keras_serializable(package="imagetransformer")
+class LocalSelfAttention1D(MaskedSelfAttention):
+    """Multi-head causal self-attention within query blocks and a memory flange.
+
+    Args:
+        num_heads: number of heads; the input size must be a multiple of it.
+        block_length: positions per query block; must divide the sequence length.
+        memory_length: positions before each block that its queries also attend to.
+        **kwargs: forwarded to `keras.layers.Layer`.
+
+    Shapes:
+        `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`.
+        Cache: keys and values `[memory_length + length, batch, heads, depth]`; position `p` lives in slot
+        `memory_length + p`, so the window of block `b` is the slice `[b * block_length, + memory + block)`.
+
+    Example:
+    >>> layer = LocalSelfAttention1D(num_heads=2, block_length=4, memory_length=4)
+    >>> layer(tf.zeros([1, 16, 8])).shape
+    TensorShape([1, 16, 8])
+    """
+
+    def __init__(self, num_heads, block_length, memory_length, **kwargs):
+        super().__init__(num_heads, **kwargs)
+        if int(block_length) < 1:
+            raise ValueError(f"block_length={block_length} must be a positive number of positions.")
+        if int(memory_length) < 0:
+            raise ValueError(f"memory_length={memory_length} must be zero or a positive number of positions.")
+        self.block_length = int(block_length)
+        self.memory_length = int(memory_length)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.length = int(input_shape[1])
+        block, memory = self.block_length, self.memory_length
+        if self.length % block:
+            raise ValueError(
+                f"block_length={block} must divide the number of positions {self.length} "
+                "(H*W for dmol, H*W*C for categorical); choose a divisor of it."
+            )
+        self.num_blocks = self.length // block
+        # mask[n, i, j]: query i of block n may see memory slot j (position n*L - M + j).
+        query = np.arange(self.length).reshape(self.num_blocks, block, 1)
+        key = (np.arange(self.num_blocks) * block - memory)[:, None, None] + np.arange(memory + block)[None, None]
+        self._mask = (key >= 0) & (key <= query)  # [blocks, block_length, memory_length + block_length]
+
+    def _pad_front(self, x):
+        # [batch, length, heads, depth] -> [batch, memory_length + length, heads, depth]
+        return tf.pad(x, [[0, 0], [self.memory_length, 0], [0, 0], [0, 0]])
+
+    def _attend_sequence(self, q, k, v):
+        block, memory = self.block_length, self.memory_length
+        batch = tf.shape(q)[0]
+        q = tf.reshape(q, [batch, self.num_blocks, block, self.num_heads, self.depth])
+        # Each block's memory: an overlapping frame of the front-padded sequence.
+        # [batch, blocks, memory_length + block_length, heads, depth]
+        k = tf.signal.frame(self._pad_front(k), memory + block, block, axis=1)
+        v = tf.signal.frame(self._pad_front(v), memory + block, block, axis=1)
+        out = self._attend(q, k, v, self._mask)  # [batch, blocks, block_length, heads, depth]
+        return tf.reshape(out, [batch, self.length, self.num_heads, self.depth])
+
+    def init_cache(self, batch_size, dtype):
+        shape = [self.memory_length + self.length, batch_size, self.num_heads, self.depth]
+        return {"keys": tf.zeros(shape, dtype), "values": tf.zeros(shape, dtype)}
+
+    def cache_from_sequence(self, k, v):
+        def layout(x):
+            return tf.transpose(self._pad_front(x), [1, 0, 2, 3])
+
+        return {"keys": layout(k), "values": layout(v)}
+
+    def _write_cache(self, cache, kv, position):
+        slot = self.memory_length + position
+        return tf.tensor_scatter_nd_update(cache, tf.reshape(slot, [1, 1]), kv[None])
+
+    def _window(self, cache, position):
+        block, memory = self.block_length, self.memory_length
+        start = (position // block) * block  # slot of the first memory position
+        window = tf.slice(cache, tf.stack([start, 0, 0, 0]), [memory + block, -1, -1, -1])
+        key_positions = start - memory + tf.range(memory + block)
+        return window, (key_positions >= 0) & (key_positions <= position)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(block_length=self.block_length, memory_length=self.memory_length)
+        return config

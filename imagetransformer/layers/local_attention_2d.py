@@ -1,0 +1,158 @@
+"""Local 2D self-attention: 2D query blocks, each with a memory region above, left and right of it.
+
+The position grid (`rows x cols`) is cut into query blocks of `query_shape = (qh, qw)`. The sequence arrives in
+block-raster order (blocks in raster order, raster order inside a block; see `imagetransformer.ordering`), so
+the queries of block `n` are simply positions `[n * qh * qw, (n + 1) * qh * qw)`.
+
+Every query of a block shares one memory: the block itself extended by `memory_flange = (fh, fw)`, i.e. `fh`
+rows above it and `fw` columns on each side, `(qh + fh) x (qw + 2 fw)` cells:
+
+```
+        <-fw-> <--qw--> <-fw->
+   fh  [ mem  |  mem   | mem  ]     rows above: all generated already
+   qh  [ mem  | QUERY  | ---- ]     right of the block in its own block row: not yet generated (masked)
+```
+
+Each query sees the memory cells that precede it in generation order (and lie inside the image). Memory and
+time grow linearly with the number of pixels: one `Q x M` score matrix per block.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imagetransformer.layers.attention import MaskedSelfAttention
+
+
+@keras.saving.register_keras_serializable(package="imagetransformer")
+class LocalSelfAttention2D(MaskedSelfAttention):
+    """Multi-head self-attention over 2D query blocks and their memory flanges.
+
+    Args:
+        num_heads: number of heads; the input size must be a multiple of it.
+        grid_shape: `(rows, cols)` of the position grid; the input length must be `rows * cols`.
+        query_shape: `(qh, qw)` query block; must divide `grid_shape`.
+        memory_flange: `(fh, fw)`: rows above the block, and columns on each side of it, in its memory.
+        **kwargs: forwarded to `keras.layers.Layer`.
+
+    Shapes:
+        `call(x)`: `[batch, rows * cols, hidden]` (block-raster order) -> same shape.
+        Cache: keys and values in grid layout `[fh + rows, fw + cols + fw, batch, heads, depth]` (zero flanges
+        around the image), so the memory of a block is one `tf.slice`.
+
+    Example:
+    >>> layer = LocalSelfAttention2D(2, grid_shape=(4, 4), query_shape=(2, 2), memory_flange=(2, 2))
+    >>> layer(tf.zeros([1, 16, 8])).shape
+    TensorShape([1, 16, 8])
+    """
+
+    def __init__(self, num_heads, grid_shape, query_shape, memory_flange, **kwargs):
+        super().__init__(num_heads, **kwargs)
+        self.grid_shape = tuple(int(g) for g in grid_shape)
+        self.query_shape = tuple(int(q) for q in query_shape)
+        self.memory_flange = tuple(int(f) for f in memory_flange)
+        (rows, cols), (qh, qw), (fh, fw) = self.grid_shape, self.query_shape, self.memory_flange
+        if qh < 1 or qw < 1 or rows % qh or cols % qw:
+            raise ValueError(
+                f"query_shape={self.query_shape} must be positive and divide the position grid "
+                f"{self.grid_shape}; choose block rows and columns that divide it."
+            )
+        if fh < 0 or fw < 0:
+            raise ValueError(f"memory_flange={self.memory_flange} must be non-negative (rows above, cols each side).")
+        self.num_blocks = (rows // qh, cols // qw)
+        self.query_length = qh * qw
+        self.memory_shape = (qh + fh, qw + 2 * fw)
+        self.memory_length = self.memory_shape[0] * self.memory_shape[1]
+        self._mask = self._memory_mask()
+
+    def _memory_mask(self):
+        """bool `[blocks, query_length, memory_length]`: query q of block n may see memory cell m."""
+        (rows, cols), (qh, qw), (fh, fw) = self.grid_shape, self.query_shape, self.memory_flange
+        nbh, nbw = self.num_blocks
+        # Generation index of every cell of the padded grid (-1 on the flanges outside the image).
+        index = np.arange(rows * cols).reshape(nbh, nbw, qh, qw).transpose(0, 2, 1, 3).reshape(rows, cols)
+        padded = np.pad(index, [(fh, 0), (fw, fw)], constant_values=-1)
+        mh, mw = self.memory_shape
+        mask = np.zeros((nbh * nbw, self.query_length, self.memory_length), bool)
+        for i in range(nbh):
+            for j in range(nbw):
+                n = i * nbw + j
+                memory = padded[i * qh : i * qh + mh, j * qw : j * qw + mw].reshape(-1)
+                queries = n * self.query_length + np.arange(self.query_length)
+                mask[n] = (memory[None, :] >= 0) & (memory[None, :] <= queries[:, None])
+        return mask
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if input_shape[1] is not None and int(input_shape[1]) != self.grid_shape[0] * self.grid_shape[1]:
+            raise ValueError(
+                f"LocalSelfAttention2D got {input_shape[1]} positions, expected grid {self.grid_shape}."
+            )
+
+    def _to_padded_grid(self, x):
+        """`[batch, length, heads, depth]` (block-raster) -> `[batch, fh + rows, fw + cols + fw, heads, depth]`."""
+        (rows, cols), (qh, qw), (fh, fw) = self.grid_shape, self.query_shape, self.memory_flange
+        nbh, nbw = self.num_blocks
+        batch = tf.shape(x)[0]
+        x = tf.reshape(x, [batch, nbh, nbw, qh, qw, self.num_heads, self.depth])
+        x = tf.transpose(x, [0, 1, 3, 2, 4, 5, 6])  # [batch, nbh, qh, nbw, qw, heads, depth]
+        x = tf.reshape(x, [batch, rows, cols, self.num_heads, self.depth])
+        return tf.pad(x, [[0, 0], [fh, 0], [fw, fw], [0, 0], [0, 0]])
+
+    def _memory_blocks(self, x):
+        """`[batch, length, heads, depth]` -> `[batch, blocks, memory_length, heads, depth]`."""
+        (qh, qw), (mh, mw) = self.query_shape, self.memory_shape
+        nbh, nbw = self.num_blocks
+        batch = tf.shape(x)[0]
+        grid = self._to_padded_grid(x)
+        grid = tf.signal.frame(grid, mh, qh, axis=1)  # [batch, nbh, mh, padded_cols, heads, depth]
+        grid = tf.signal.frame(grid, mw, qw, axis=3)  # [batch, nbh, mh, nbw, mw, heads, depth]
+        grid = tf.transpose(grid, [0, 1, 3, 2, 4, 5, 6])  # [batch, nbh, nbw, mh, mw, heads, depth]
+        return tf.reshape(grid, [batch, nbh * nbw, self.memory_length, self.num_heads, self.depth])
+
+    def _attend_sequence(self, q, k, v):
+        batch = tf.shape(q)[0]
+        blocks = self.num_blocks[0] * self.num_blocks[1]
+        q = tf.reshape(q, [batch, blocks, self.query_length, self.num_heads, self.depth])
+        out = self._attend(q, self._memory_blocks(k), self._memory_blocks(v), self._mask)
+        return tf.reshape(out, [batch, blocks * self.query_length, self.num_heads, self.depth])
+
+    def init_cache(self, batch_size, dtype):
+        (rows, cols), (fh, fw) = self.grid_shape, self.memory_flange
+        shape = [fh + rows, fw + cols + fw, batch_size, self.num_heads, self.depth]
+        return {"keys": tf.zeros(shape, dtype), "values": tf.zeros(shape, dtype)}
+
+    def cache_from_sequence(self, k, v):
+        def layout(x):
+            return tf.transpose(self._to_padded_grid(x), [1, 2, 0, 3, 4])
+
+        return {"keys": layout(k), "values": layout(v)}
+
+    def _block_origin(self, position):
+        """Grid row/col of the top-left query cell of `position`'s block, and its offset inside the block."""
+        (qh, qw), nbw = self.query_shape, self.num_blocks[1]
+        block, offset = position // self.query_length, position % self.query_length
+        return (block // nbw) * qh, (block % nbw) * qw, offset
+
+    def _write_cache(self, cache, kv, position):
+        row, col, offset = self._block_origin(position)
+        fh, fw = self.memory_flange
+        qw = self.query_shape[1]
+        slot = tf.stack([fh + row + offset // qw, fw + col + offset % qw])
+        return tf.tensor_scatter_nd_update(cache, slot[None], kv[None])
+
+    def _window(self, cache, position):
+        # In padded coordinates the memory of the block at grid (row, col) starts at (row, col).
+        row, col, _ = self._block_origin(position)
+        mh, mw = self.memory_shape
+        window = tf.slice(cache, tf.stack([row, col, 0, 0, 0]), [mh, mw, -1, -1, -1])
+        window = tf.reshape(window, [self.memory_length, -1, self.num_heads, self.depth])
+        mask = tf.gather(tf.constant(self._mask.reshape(-1, self.memory_length)), position)
+        return window, mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            grid_shape=self.grid_shape, query_shape=self.query_shape, memory_flange=self.memory_flange
+        )
+        return config
