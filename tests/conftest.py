@@ -1,0 +1,32 @@
+"""Shared test setup: quiet TensorFlow, deterministic seeds, and tiny model configurations."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+    yield
+
+
+def tiny_kwargs(attention="global", distribution="dmol", image_shape=(4, 4, 3), **overrides):
+    """Constructor arguments of a tiny ImageTransformer for tests (blocks sized to exercise the locality)."""
+    height, width, channels = image_shape
+    cols = width * channels if distribution == "categorical" else width
+    kwargs = dict(
+        image_shape=image_shape, attention=attention, num_layers=2, hidden_size=16, num_heads=2, filter_size=24,
+        dropout=0.0, block_length=cols, memory_length=cols, query_shape=(2, cols // 2),
+        memory_flange=(1, 1), distribution=distribution, num_mixtures=3,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+def random_images(batch, image_shape, seed=0):
+    return np.random.RandomState(seed).randint(0, 256, (batch, *image_shape)).astype(np.uint8)
