@@ -121,6 +121,10 @@ class PixelOrder:
             return tf.reshape(grid, [batch, height, width, channels, *trailing])
         return tf.reshape(grid, [batch, height, width, *trailing])
 
+    def to_images(self, tokens):
+        """Tokens `[B, length, token_size]` in generation order -> images `[B, H, W, C]` (inverse of `to_sequence`)."""
+        return tf.reshape(self.from_sequence(tokens), [tf.shape(tokens)[0], *self.image_shape])
+
     def _blocked_grid_shape(self):
         if self.query_shape is None:
             return self.grid_shape

@@ -209,7 +209,7 @@ def complete(
         if return_params:
             raise ValueError("return_params needs the cached decoder (use_cache=True).")
         tokens = decoder.run_naive(tokens, known_length, noise, temperature, bar)
-    result = tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch_size, *model.image_shape])
+    result = tf.cast(order.to_images(tokens), tf.uint8)
     if return_params:
         return result, order.from_sequence(params)
     return result

@@ -50,7 +50,8 @@ class DecoderBlock(keras.layers.Layer):
     def build(self, input_shape):
         hidden_size = input_shape[-1]
         self.attention_norm.build(input_shape)
-        self.attention.build(input_shape)
+        if not self.attention.built:  # a deserialized attention layer arrives built
+            self.attention.build(input_shape)
         self.ffn_norm.build(input_shape)
         self.ffn_in = keras.layers.Dense(self.filter_size, activation="relu", name="ffn_in", dtype=self.dtype_policy)
         self.ffn_in.build(input_shape)
