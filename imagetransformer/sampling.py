@@ -57,6 +57,11 @@ class Decoder:
         self._decode_fn = tf.function(self.decode, jit_compile=jit_compile, reduce_retracing=True)
         self._prefill_fn = tf.function(self.prefill, reduce_retracing=True)
         self._forward_fn = tf.function(lambda tokens: model.head(model.hidden_states(tokens, training=False)))
+        self._noise_fn = tf.function(per_image_noise)  # map_fn as a graph loop: ~10 us per image, not ~1 ms
+
+    def noise(self, seeds):
+        """Uniforms `[B, length, noise_size]` for seed pairs `[B, 2]`."""
+        return self._noise_fn(seeds, self.order.length, self.head.noise_size)
 
     # ----------------------------------------------------------------------------------------------------------
     # Graph building blocks.
@@ -197,10 +202,10 @@ def complete(
     # Nothing past the known rows is read: clear it so a result never depends on it.
     keep = tf.cast(tf.range(order.length) < known_length, tf.int32)[None, :, None]
     tokens *= keep
-    noise = per_image_noise(seeds, order.length, head.noise_size)
+    decoder = get_decoder(model, jit_compile=jit_compile)
+    noise = decoder.noise(seeds)
     to_generate = order.length - known_length
     bar = keras.utils.Progbar(to_generate, unit_name="position") if progress and to_generate else None
-    decoder = get_decoder(model, jit_compile=jit_compile)
     params = None
     if use_cache:
         chunk = order.grid_shape[1] if progress else None  # one grid row per chunk

@@ -1,0 +1,184 @@
+"""absl flags of the command-line tools, and their one-line error handling.
+
+`define_train_flags()` and `define_evaluate_flags()` define the flags of `imagetransformer.train` and
+`imagetransformer.evaluate`. Both may be called in one process (tests import both tools): a flag that the other
+tool already defined (`--model_dir`, `--data_dir`, `--batch_size`) is not defined twice.
+
+Model and training flags default to None, meaning "the value of the `--config`": their help text shows the value
+of the default configuration.
+
+Errors a user can fix (bad flag values, missing or corrupt model directories, unknown datasets) end the process
+with exit status 1 and one line on stderr, `error: ...`, naming the flag or file and what would be valid: see
+`parse_flags` (for `app.run(main, flags_parser=parse_flags)`) and `exit_on_user_errors`.
+"""
+
+import contextlib
+import sys
+
+from absl import flags
+
+from imagetransformer import configs, distribute
+from imagetransformer.checkpoints import CheckpointError
+from imagetransformer.model import ATTENTIONS
+from imagetransformer.ordering import DISTRIBUTIONS
+
+FLAGS = flags.FLAGS
+
+# Errors of the user's making; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, RuntimeError, OSError, CheckpointError)
+
+
+def _define(kind, name, default, help_text, **kwargs):
+    """Defines flag `name` unless it already is (shared between the tools)."""
+    if name in FLAGS:
+        return
+    getattr(flags, f"DEFINE_{kind}")(name, default, help_text, **kwargs)
+
+
+def _default(key):
+    value = configs.CONFIGS[configs.DEFAULT_CONFIG][key]
+    if isinstance(value, tuple):
+        value = ",".join(map(str, value))
+    return f"(default: from --config; {value} in {configs.DEFAULT_CONFIG})"
+
+
+def _define_common():
+    _define("string", "model_dir", None,
+            "Model directory: config.json, model.weights.h5 (latest weights), backup/ (state of an interrupted "
+            "run, for resuming), logs/ (TensorBoard). Training resumes in it when its config.json matches the "
+            "model flags and refuses when it differs. Required.")
+    _define("string", "data_dir", None,
+            "tensorflow-datasets data directory (default: tfds' own, ~/tensorflow_datasets). Fashion-MNIST is "
+            "read offline from Debian's /usr/share/datasets/fashion-mnist when tfds has not prepared it. "
+            "evaluate: default from the model_dir's config.json.")
+    _define("integer", "batch_size", None,
+            "Images per batch. train: the global batch, split across the replicas of --strategy "
+            f"{_default('batch_size')[1:-1]}. evaluate: default 64.", lower_bound=1)
+
+
+def define_train_flags():
+    """Defines the flags of `python -m imagetransformer.train`."""
+    _define_common()
+    _define("enum", "config", configs.DEFAULT_CONFIG, list(configs.CONFIGS),
+            "Named configuration (imagetransformer/configs.py) that the flags below start from: "
+            "fashion_mnist_small (small local 1D model, minutes on a CPU), cifar10_local_1d / cifar10_local_2d "
+            "(the paper's CIFAR-10 sizes), tiny (tests). A flag given on the command line overrides it.")
+    # Data.
+    _define("string", "dataset", None,
+            "tensorflow-datasets image dataset: fashion_mnist, mnist, cifar10, imagenet_resized/32x32, ... "
+            f"{_default('dataset')}")
+    _define("list", "image_shape", None,
+            "H,W,C to crop and resize the images to (needed for datasets without a fixed image shape) "
+            "(default: the dataset's own shape).")
+    # Model.
+    _define("enum", "attention", None, list(ATTENTIONS),
+            "Self-attention: local_1d (raster-order query blocks with a memory of earlier positions), local_2d "
+            f"(2D query blocks with a memory flange above, left and right), global (full causal) "
+            f"{_default('attention')}")
+    _define("integer", "num_layers", None, f"Decoder blocks {_default('num_layers')}", lower_bound=1)
+    _define("integer", "hidden_size", None,
+            f"Model width; a multiple of --num_heads {_default('hidden_size')}", lower_bound=1)
+    _define("integer", "num_heads", None, f"Attention heads {_default('num_heads')}", lower_bound=1)
+    _define("integer", "filter_size", None, f"Feed-forward hidden units {_default('filter_size')}", lower_bound=1)
+    _define("float", "dropout", None, f"Dropout rate of the residual branches, in [0, 1) {_default('dropout')}",
+            lower_bound=0.0, upper_bound=0.999)
+    _define("integer", "block_length", None,
+            "local_1d: query block length in positions; must divide the number of positions (H*W for dmol, "
+            f"H*W*C for categorical) {_default('block_length')}", lower_bound=1)
+    _define("integer", "memory_length", None,
+            f"local_1d: earlier positions each query block also attends to {_default('memory_length')}",
+            lower_bound=0)
+    _define("list", "query_shape", None,
+            "local_2d: query block rows,cols; must divide the grid (H x W for dmol, H x W*C for categorical) "
+            f"{_default('query_shape')}")
+    _define("list", "memory_flange", None,
+            f"local_2d: memory rows above, cols on each side of a query block {_default('memory_flange')}")
+    _define("enum", "distribution", None, ["dmol", "categorical"],
+            "Output head: dmol (discretized mixture of logistics, one position per pixel) or categorical "
+            f"(256-way softmax, one position per sub-pixel) {_default('distribution')}")
+    _define("integer", "num_mixtures", None, f"dmol mixture components {_default('num_mixtures')}", lower_bound=1)
+    # Optimization.
+    _define("integer", "train_steps", None,
+            "Total optimizer steps; a resumed run trains until the model has taken this many "
+            f"{_default('train_steps')}", lower_bound=1)
+    _define("float", "learning_rate", None,
+            f"Peak Adam learning rate, reached after the warm-up {_default('learning_rate')}", lower_bound=1e-12)
+    _define("integer", "warmup_steps", None,
+            "Steps of linear learning-rate warm-up, then inverse square root decay "
+            f"{_default('warmup_steps')}", lower_bound=0)
+    _define("float", "clipnorm", None,
+            f"Clip each gradient to this L2 norm; 0 disables {_default('clipnorm')}", lower_bound=0.0)
+    _define("enum", "mixed_precision", None, list(configs.MIXED_PRECISION),
+            "Keras dtype policy: float32, mixed_bfloat16 (CPU/TPU/recent GPUs) or mixed_float16 (GPUs; with "
+            f"dynamic loss scaling); the output head always computes in float32 {_default('mixed_precision')}")
+    _define("boolean", "jit_compile", None,
+            "Compile the training step with XLA (default: Keras' choice: on GPU/TPU, not on CPU).")
+    _define("integer", "steps_per_execution", None,
+            f"Training steps per tf.function call (larger helps TPUs) {_default('steps_per_execution')}",
+            lower_bound=1)
+    _define("integer", "seed", None, f"Seed of initialization, dropout and shuffling {_default('seed')}")
+    _define("integer", "shuffle_buffer", None, f"Shuffle buffer (images) {_default('shuffle_buffer')}",
+            lower_bound=1)
+    # Checkpoints, validation, logs.
+    _define("integer", "steps_per_epoch", None,
+            "Steps per Keras epoch. At every epoch end: validation, model.weights.h5 and TensorBoard epoch "
+            f"summaries {_default('steps_per_epoch')}", lower_bound=1)
+    _define("integer", "save_every", None,
+            "BackupAndRestore: back up the training state to model_dir/backup every this many steps; running "
+            f"the same command again after a crash resumes there {_default('save_every')}", lower_bound=1)
+    _define("string", "val_split", None, f"Split to validate on each epoch (tfds syntax) {_default('val_split')}")
+    _define("integer", "val_examples", None,
+            f"Images of --val_split to validate on each epoch (val_bits_per_dim); 0 disables "
+            f"{_default('val_examples')}", lower_bound=0)
+    # Devices.
+    _define("enum", "strategy", "default", list(distribute.STRATEGIES),
+            "tf.distribute strategy: default (one device), mirrored (all local GPUs, or all logical CPUs), "
+            "multi_worker (from TF_CONFIG; refused until Keras fixes keras-team/keras#20585), tpu (with --tpu).")
+    _define("string", "tpu", None, "--strategy=tpu: TPU name or grpc:// address (default: the local TPU).")
+    _define("enum", "verbose", "1", ["0", "1", "2"], "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line "
+            "per epoch.")
+
+
+def define_evaluate_flags():
+    """Defines the flags of `python -m imagetransformer.evaluate`."""
+    _define_common()
+    _define("string", "split", "test", "Split to evaluate, in tfds syntax: test, train, test[:1000], ...")
+    _define("integer", "eval_examples", None, "Evaluate only the first N images of --split (default: all).",
+            lower_bound=1)
+
+
+def parse_flags(argv):
+    """`app.run` flags parser: like absl's, but a bad flag is one line on stderr (and exit status 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e} (--helpfull lists the flags)")
+
+
+def parse_ints(value, count, flag):
+    """A list flag's strings (or a sequence of ints) -> tuple of `count` ints, or None if `value` is None."""
+    if value is None:
+        return None
+    try:
+        ints = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        ints = ()
+    if len(ints) != count:
+        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        raise ValueError(f"--{flag}={shown} must be {count} comma-separated integers.")
+    return ints
+
+
+def fail(message, exit_code=1):
+    """Prints `error: message` as one line on stderr and exits."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    sys.exit(exit_code)
+
+
+@contextlib.contextmanager
+def exit_on_user_errors():
+    """Turns `USER_ERRORS` raised in the block into one line on stderr and exit status 1 (no traceback)."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        fail(e)

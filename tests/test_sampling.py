@@ -1,0 +1,125 @@
+"""Cached and naive decoding: equal to teacher forcing, equal to each other, and faithful to the model."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import imagetransformer as it
+from conftest import random_images, tiny_kwargs
+
+CASES = list(itertools.product(("global", "local_1d", "local_2d"), ("dmol", "categorical")))
+
+
+def _model(attention, distribution, image_shape=(4, 4, 3)):
+    kwargs = tiny_kwargs(attention, distribution, image_shape)
+    cols = image_shape[1] * (image_shape[2] if distribution == "categorical" else 1)
+    # Blocks smaller than the image so that caches are windowed and flanges matter.
+    kwargs.update(block_length=cols, memory_length=cols - 1, query_shape=(2, cols // 2), memory_flange=(1, 1))
+    return it.ImageTransformer(**kwargs)
+
+
+@pytest.mark.parametrize("known_rows", [0, 2])
+@pytest.mark.parametrize("attention,distribution", CASES)
+def test_cached_step_parameters_equal_teacher_forced_parameters(attention, distribution, known_rows):
+    model = _model(attention, distribution)
+    images = random_images(2, model.image_shape)
+    completed, step_params = it.complete(model, images, known_rows, seed=7, return_params=True)
+    teacher_forced = model(completed).numpy()
+    generated = step_params.numpy()[:, known_rows:]
+    np.testing.assert_allclose(generated, teacher_forced[:, known_rows:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("attention,distribution", CASES)
+def test_naive_and_cached_decoders_draw_the_same_images_from_the_same_seeds(attention, distribution):
+    model = _model(attention, distribution)
+    images = random_images(2, model.image_shape)
+    cached = it.complete(model, images, known_rows=2, seed=3).numpy()
+    naive = it.complete(model, images, known_rows=2, seed=3, use_cache=False).numpy()
+    # Same noise, same distribution: identical images up to rare float rounding at a bin edge.
+    assert (cached == naive).mean() > 0.98
+
+
+def test_complete_keeps_known_rows_and_reproduces_with_a_seed():
+    model = _model("local_1d", "dmol")
+    images = random_images(3, model.image_shape)
+    first = it.complete(model, images, known_rows=2, seed=11)
+    assert first.dtype == tf.uint8 and tuple(first.shape) == images.shape
+    np.testing.assert_array_equal(first[:, :2], images[:, :2])
+    np.testing.assert_array_equal(it.complete(model, images, known_rows=2, seed=11), first)
+    assert np.any(it.complete(model, images, known_rows=2, seed=12).numpy() != first.numpy())
+    # The unknown rows of the input are never read.
+    scrambled = images.copy()
+    scrambled[:, 2:] = 255 - scrambled[:, 2:]
+    np.testing.assert_array_equal(it.complete(model, scrambled, known_rows=2, seed=11), first)
+
+
+def test_an_image_depends_only_on_its_own_seed():
+    model = _model("local_2d", "dmol")
+    images = random_images(3, model.image_shape)
+    batch = it.complete(model, images, known_rows=2, seed=[5, 6, 7]).numpy()
+    alone = it.complete(model, images[1:2], known_rows=2, seed=[6]).numpy()
+    np.testing.assert_array_equal(batch[1:2], alone)
+
+
+def test_sample_returns_uint8_images_and_differs_across_the_batch():
+    model = _model("global", "categorical")
+    samples = it.sample(model, batch_size=3, seed=0)
+    assert samples.dtype == tf.uint8 and tuple(samples.shape) == (3, *model.image_shape)
+    assert len({s.tobytes() for s in samples.numpy()}) == 3
+
+
+@pytest.mark.parametrize(
+    "attention,known_rows,match",
+    [("local_1d", -1, "known_rows=-1"), ("local_1d", 5, "known_rows=5"), ("local_2d", 1, "multiple of the query")],
+)
+def test_bad_known_rows_is_refused(attention, known_rows, match):
+    model = _model(attention, "dmol")
+    with pytest.raises(ValueError, match=match):
+        it.complete(model, random_images(1, model.image_shape), known_rows)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])
+def test_bad_temperature_is_refused(temperature):
+    model = _model("global", "dmol")
+    with pytest.raises(ValueError, match="temperature"):
+        it.complete(model, random_images(1, model.image_shape), 2, temperature=temperature)
+
+
+def test_wrong_images_are_refused():
+    model = _model("global", "dmol")
+    with pytest.raises(ValueError, match=r"\[batch, 4, 4, 3\]"):
+        it.complete(model, random_images(1, (4, 5, 3)), 2)
+    with pytest.raises(TypeError, match="integer"):
+        it.complete(model, np.zeros((1, 4, 4, 3), np.float32), 2)
+
+
+def _marginals(model):
+    values = np.arange(256)
+    grid = np.stack(np.meshgrid(values, values, indexing="ij"), -1).reshape(-1, 1, 2, 1).astype(np.uint8)
+    joint = np.exp(np.concatenate([model.log_prob(c).numpy() for c in np.split(grid, 4)]).astype(np.float64))
+    joint = joint.reshape(256, 256)
+    return joint.sum(1), joint.sum(0)
+
+
+@pytest.mark.parametrize("distribution", ["dmol", "categorical"])
+def test_samples_follow_the_models_exact_distribution(distribution):
+    # A 1x2x1 model fitted to peaked data, so that a 15% error in the scales (temperature 1.15) is visible.
+    model = it.ImageTransformer(**tiny_kwargs("global", distribution, (1, 2, 1)))
+    rng = np.random.RandomState(0)
+    first = np.clip(rng.normal(80, 12, 2048), 0, 255)
+    data = np.stack([first, np.clip(first + rng.normal(30, 6, 2048), 0, 255)], -1).reshape(-1, 1, 2, 1)
+    model.compile(optimizer=keras.optimizers.Adam(0.03))
+    model.fit(data.astype(np.uint8), batch_size=128, epochs=12, verbose=0)
+    exact = _marginals(model)
+
+    def total_variation(temperature):
+        samples = it.sample(model, batch_size=60_000, seed=1, temperature=temperature).numpy().reshape(-1, 2)
+        return max(0.5 * np.abs(np.bincount(samples[:, i], minlength=256) / len(samples) - exact[i]).sum()
+                   for i in range(2))
+
+    faithful, distorted = total_variation(1.0), total_variation(1.15)
+    assert faithful < 0.02, faithful
+    assert distorted > 0.03, distorted
