@@ -16,6 +16,7 @@ import contextlib
 import sys
 
 from absl import flags
+from absl import logging
 
 from imagetransformer import configs, distribute
 from imagetransformer.checkpoints import CheckpointError
@@ -28,11 +29,11 @@ FLAGS = flags.FLAGS
 USER_ERRORS = (ValueError, RuntimeError, OSError, CheckpointError)
 
 
-def _define(kind, name, default, help_text, **kwargs):
+def _define(kind, name, default, *args, **kwargs):
     """Defines flag `name` unless it already is (shared between the tools)."""
     if name in FLAGS:
         return
-    getattr(flags, f"DEFINE_{kind}")(name, default, help_text, **kwargs)
+    getattr(flags, f"DEFINE_{kind}")(name, default, *args, **kwargs)
 
 
 def _default(key):
@@ -167,6 +168,13 @@ def parse_ints(value, count, flag):
         shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
         raise ValueError(f"--{flag}={shown} must be {count} comma-separated integers.")
     return ints
+
+
+def default_to_warnings():
+    """Shows absl/tfds INFO logs only when asked for with `--verbosity=0` (or `-v 0`): the tools print what matters
+    on stdout, and an error is then the only line on stderr."""
+    if "verbosity" in FLAGS and not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
 
 def fail(message, exit_code=1):

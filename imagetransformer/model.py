@@ -203,20 +203,21 @@ class ImageTransformer(keras.Model):
     # --------------------------------------------------------------------------------------------------------------
     # Forward passes.
     # --------------------------------------------------------------------------------------------------------------
-    def hidden_states(self, tokens, training=None, return_cache=False):
+    def hidden_states(self, tokens, training=None, cache_position=None):
         """Tokens `[B, length, token]` in generation order -> final hidden states `[B, length, hidden]`.
 
-        With `return_cache=True` also returns every layer's key/value cache (the prefill of cached decoding).
+        With `cache_position` also returns every layer's key/value cache as a step at that position expects
+        it (the prefill of cached decoding).
         """
         x = self.embedding(tokens)
         caches = []
         for block in self.decoder_blocks:
-            x = block(x, training=training, return_cache=return_cache)
-            if return_cache:
+            x = block(x, training=training, cache_position=cache_position)
+            if cache_position is not None:
                 x, cache = x
                 caches.append(cache)
         x = self.final_norm(x)
-        return (x, caches) if return_cache else x
+        return x if cache_position is None else (x, caches)
 
     def call(self, images, training=None):
         """Head parameters for every position: dmol `[B, H, W, P]`, categorical `[B, H, W, C, 256]` (float32)."""

@@ -70,7 +70,7 @@ class Decoder:
         """Per-layer caches holding the keys/values of the first `known_length` positions of `tokens`."""
         if known_length == 0:
             return self.model.init_caches(tf.shape(tokens)[0])
-        _, caches = self.model.hidden_states(tokens, training=False, return_cache=True)
+        _, caches = self.model.hidden_states(tokens, training=False, cache_position=tf.constant(known_length))
         return caches
 
     def decode(self, tokens, caches, start, stop, noise, temperature, params=None):

@@ -5,9 +5,12 @@ the two ways the model runs:
 
 - teacher-forced (`call`): all positions at once, queries grouped in blocks that share one memory
   (`_attend_sequence`);
-- step by step (`step`): one new position per call against a key/value cache (`init_cache`,
-  `cache_from_sequence`, `_write_cache`, `_window`). The cache's layout is the variant's own, chosen so that a
-  step reads its window with one `tf.slice` and writes one slot, never copying the history.
+- step by step (`step`): one new position per call against a key/value cache. The cache is the *window*:
+  keys and values `[batch, heads, window, depth]` of exactly the positions the current query block may see,
+  which a step reads in place (no slicing or copying per step) after writing its own key and value into one
+  slot. A variant says how the window moves when a new query block starts (`_advance`), where a position's
+  slot is (`_write`), and which slots the position may see (`_window_mask`); it builds the first window from a
+  teacher-forced prefill (`cache_from_sequence`).
 
 Both paths share the projections and `_attend`, so a cached step computes the same numbers as the
 teacher-forced pass (tests check it).
@@ -72,17 +75,18 @@ class MaskedSelfAttention(keras.layers.Layer):
         weights = self.softmax(logits, mask=mask)
         return tf.einsum("bhnqm,bnmhd->bnqhd", weights, v)
 
-    def call(self, x, return_cache=False):
+    def call(self, x, cache_position=None):
         """Teacher-forced attention. `x`: `[batch, length, hidden]` in generation order.
 
-        With `return_cache=True` also returns the key/value cache holding every position (the prefill of
-        cached decoding; entries past the known prefix are overwritten by later steps before they are read).
+        With `cache_position` (a scalar) also returns the cache that a `step` at that position expects: the
+        prefill of cached decoding. Entries at or after `cache_position` are overwritten by later steps before
+        any step reads them.
         """
         q, k, v = self._project(x)
         out = self._attend_sequence(q, k, v)  # [batch, length, heads, depth]
         y = self.output_dense(out)
-        if return_cache:
-            return y, self.cache_from_sequence(k, v)
+        if cache_position is not None:
+            return y, self.cache_from_sequence(k, v, cache_position)
         return y
 
     def step(self, x, cache, position):
@@ -90,23 +94,31 @@ class MaskedSelfAttention(keras.layers.Layer):
 
         Args:
             x: `[batch, 1, hidden]`, the layer input at `position`.
-            cache: dict of `keys`/`values` tensors in the variant's layout.
+            cache: dict with `keys` and `values` windows `[batch, heads, window, depth]` (and what else the
+                variant keeps), as returned by `init_cache`, `cache_from_sequence` or the previous step.
             position: scalar int32, the generation index of `x`.
 
         Returns:
             `([batch, 1, hidden], updated cache)`.
         """
-        q, k, v = self._project(x)
-        cache = {
-            "keys": self._write_cache(cache["keys"], k[:, 0], position),
-            "values": self._write_cache(cache["values"], v[:, 0], position),
-        }
-        keys, mask = self._window(cache["keys"], position)  # [window, batch, heads, depth], [window]
-        values, _ = self._window(cache["values"], position)
-        logits = tf.einsum("bqhd,wbhd->bhqw", q, keys)  # [batch, heads, 1, window]
-        weights = self.softmax(logits, mask=mask)
-        out = tf.einsum("bhqw,wbhd->bqhd", weights, values)
+        q, k, v = self._project(x)  # [batch, 1, heads, depth]
+        cache = self._write(self._advance(cache, position), k[:, 0], v[:, 0], position)
+        logits = tf.einsum("bqhd,bhwd->bhqw", q, cache["keys"])  # [batch, heads, 1, window]
+        weights = self.softmax(logits, mask=self._window_mask(position))
+        out = tf.einsum("bhqw,bhwd->bqhd", weights, cache["values"])  # [batch, 1, heads, depth]
         return self.output_dense(out), cache
+
+    @staticmethod
+    def _write_slot(window, kv, slot):
+        """`window` `[batch, heads, W, ...]` with `kv` `[batch, heads, ...]` written at index `slot` of axis 2."""
+        batch, heads = tf.meshgrid(tf.range(tf.shape(window)[0]), tf.range(window.shape[1]), indexing="ij")
+        indices = tf.stack([batch, heads, tf.fill(tf.shape(batch), slot)], axis=-1)  # [batch, heads, 3]
+        return tf.tensor_scatter_nd_update(window, indices, kv)
+
+    def _advance(self, cache, position):
+        """The cache with its window moved to `position`'s query block (default: the window never moves)."""
+        del position
+        return cache
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -124,17 +136,17 @@ class MaskedSelfAttention(keras.layers.Layer):
         raise NotImplementedError
 
     def init_cache(self, batch_size, dtype):
-        """An empty cache (all zeros) for `batch_size` images."""
+        """The cache before position 0 (all zeros) for `batch_size` images."""
         raise NotImplementedError
 
-    def cache_from_sequence(self, k, v):
-        """Cache holding keys/values `[batch, length, heads, depth]` of every position."""
+    def cache_from_sequence(self, k, v, position):
+        """The cache a step at `position` expects, from keys/values `[batch, length, heads, depth]`."""
         raise NotImplementedError
 
-    def _write_cache(self, cache, kv, position):
-        """Writes `kv` `[batch, heads, depth]` into the slot of `position`."""
+    def _write(self, cache, k, v, position):
+        """Writes `position`'s key and value `[batch, heads, depth]` into the cache."""
         raise NotImplementedError
 
-    def _window(self, cache, position):
-        """The memory of `position`: `([window, batch, heads, depth], bool mask [window])`."""
+    def _window_mask(self, position):
+        """bool `[window]`: which window slots `position` may attend to."""
         raise NotImplementedError

@@ -63,13 +63,14 @@ class DecoderBlock(keras.layers.Layer):
         h = self.ffn_out(self.ffn_dropout(h, training=training))
         return x + self.residual_dropout(h, training=training)
 
-    def call(self, x, training=None, return_cache=False):
-        attended = self.attention(self.attention_norm(x), return_cache=return_cache)
-        if return_cache:
+    def call(self, x, training=None, cache_position=None):
+        """`x` `[batch, length, hidden]`; with `cache_position` also returns the attention cache (prefill)."""
+        attended = self.attention(self.attention_norm(x), cache_position=cache_position)
+        if cache_position is not None:
             attended, cache = attended
         x = x + self.residual_dropout(attended, training=training)
         x = self._feed_forward(x, training)
-        return (x, cache) if return_cache else x
+        return x if cache_position is None else (x, cache)
 
     def step(self, x, cache, position):
         """One generation step: `x` `[batch, 1, hidden]` at `position` -> (output, updated cache)."""

@@ -5,7 +5,6 @@ the local variants are tested against.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from imagetransformer.layers.attention import MaskedSelfAttention
@@ -21,7 +20,8 @@ class GlobalSelfAttention(MaskedSelfAttention):
 
     Shapes:
         `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`.
-        Cache: keys and values `[length, batch, heads, depth]`, slot = generation index.
+        Cache: keys and values `[batch, heads, length, depth]`; the window is the whole sequence, slot =
+        generation index.
 
     Example:
     >>> layer = GlobalSelfAttention(num_heads=2)
@@ -41,14 +41,16 @@ class GlobalSelfAttention(MaskedSelfAttention):
         return out[:, 0]
 
     def init_cache(self, batch_size, dtype):
-        shape = [self.length, batch_size, self.num_heads, self.depth]
+        shape = [batch_size, self.num_heads, self.length, self.depth]
         return {"keys": tf.zeros(shape, dtype), "values": tf.zeros(shape, dtype)}
 
-    def cache_from_sequence(self, k, v):
-        return {"keys": tf.transpose(k, [1, 0, 2, 3]), "values": tf.transpose(v, [1, 0, 2, 3])}
+    def cache_from_sequence(self, k, v, position):
+        del position
+        return {"keys": tf.transpose(k, [0, 2, 1, 3]), "values": tf.transpose(v, [0, 2, 1, 3])}
 
-    def _write_cache(self, cache, kv, position):
-        return tf.tensor_scatter_nd_update(cache, tf.reshape(position, [1, 1]), kv[None])
+    def _write(self, cache, k, v, position):
+        return {"keys": self._write_slot(cache["keys"], k, position),
+                "values": self._write_slot(cache["values"], v, position)}
 
-    def _window(self, cache, position):
-        return cache, tf.range(self.length) <= position
+    def _window_mask(self, position):
+        return tf.range(self.length) <= position

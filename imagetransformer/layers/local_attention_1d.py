@@ -30,8 +30,8 @@ class LocalSelfAttention1D(MaskedSelfAttention):
 
     Shapes:
         `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`.
-        Cache: keys and values `[memory_length + length, batch, heads, depth]`; position `p` lives in slot
-        `memory_length + p`, so the window of block `b` is the slice `[b * block_length, + memory + block)`.
+        Cache: the window, keys and values `[batch, heads, memory_length + block_length, depth]`: the memory
+        then the current block; when a block starts, the window shifts by `block_length`.
 
     Example:
     >>> layer = LocalSelfAttention1D(num_heads=2, block_length=4, memory_length=4)
@@ -63,7 +63,7 @@ class LocalSelfAttention1D(MaskedSelfAttention):
         key = (np.arange(self.num_blocks) * block - memory)[:, None, None] + np.arange(memory + block)[None, None]
         self._mask = (key >= 0) & (key <= query)  # [blocks, block_length, memory_length + block_length]
 
-    def _pad_front(self, x):
+    def _pad_front(self, x):  # teacher-forced path
         # [batch, length, heads, depth] -> [batch, memory_length + length, heads, depth]
         return tf.pad(x, [[0, 0], [self.memory_length, 0], [0, 0], [0, 0]])
 
@@ -79,25 +79,43 @@ class LocalSelfAttention1D(MaskedSelfAttention):
         return tf.reshape(out, [batch, self.length, self.num_heads, self.depth])
 
     def init_cache(self, batch_size, dtype):
-        shape = [self.memory_length + self.length, batch_size, self.num_heads, self.depth]
+        shape = [batch_size, self.num_heads, self.memory_length + self.block_length, self.depth]
         return {"keys": tf.zeros(shape, dtype), "values": tf.zeros(shape, dtype)}
 
-    def cache_from_sequence(self, k, v):
-        def layout(x):
-            return tf.transpose(self._pad_front(x), [1, 0, 2, 3])
+    def _window_start(self, position):
+        """Position held by window slot 0 while `position` is generated."""
+        return (position // self.block_length) * self.block_length - self.memory_length
 
-        return {"keys": layout(k), "values": layout(v)}
-
-    def _write_cache(self, cache, kv, position):
-        slot = self.memory_length + position
-        return tf.tensor_scatter_nd_update(cache, tf.reshape(slot, [1, 1]), kv[None])
-
-    def _window(self, cache, position):
+    def cache_from_sequence(self, k, v, position):
+        # The window of the block holding `position - 1`; the step at `position` moves it on if a block starts.
         block, memory = self.block_length, self.memory_length
-        start = (position // block) * block  # slot of the first memory position
-        window = tf.slice(cache, tf.stack([start, 0, 0, 0]), [memory + block, -1, -1, -1])
-        key_positions = start - memory + tf.range(memory + block)
-        return window, (key_positions >= 0) & (key_positions <= position)
+        start = self._window_start(position - 1) + memory + block  # index into the front-padded sequence
+
+        def window(x):
+            padded = tf.pad(x, [[0, 0], [memory + block, 0], [0, 0], [0, 0]])
+            return tf.transpose(tf.slice(padded, tf.stack([0, start, 0, 0]), [-1, memory + block, -1, -1]),
+                                [0, 2, 1, 3])
+
+        return {"keys": window(k), "values": window(v)}
+
+    def _advance(self, cache, position):
+        # A new block starts: its memory is the last `memory_length` positions of the old window.
+        def shift(window):
+            return tf.concat([window[:, :, self.block_length :], tf.zeros_like(window[:, :, : self.block_length])],
+                             axis=2)
+
+        new_block = tf.equal(position % self.block_length, 0)
+        return {name: tf.cond(new_block, lambda w=window: shift(w), lambda w=window: w)
+                for name, window in cache.items()}
+
+    def _write(self, cache, k, v, position):
+        slot = self.memory_length + position % self.block_length
+        return {"keys": self._write_slot(cache["keys"], k, slot),
+                "values": self._write_slot(cache["values"], v, slot)}
+
+    def _window_mask(self, position):
+        key_positions = self._window_start(position) + tf.range(self.memory_length + self.block_length)
+        return (key_positions >= 0) & (key_positions <= position)
 
     def get_config(self):
         config = super().get_config()

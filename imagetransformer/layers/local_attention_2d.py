@@ -37,8 +37,8 @@ class LocalSelfAttention2D(MaskedSelfAttention):
 
     Shapes:
         `call(x)`: `[batch, rows * cols, hidden]` (block-raster order) -> same shape.
-        Cache: keys and values in grid layout `[fh + rows, fw + cols + fw, batch, heads, depth]` (zero flanges
-        around the image), so the memory of a block is one `tf.slice`.
+        Cache: the current block's memory window `[batch, heads, memory_length, depth]`, refreshed from the
+        padded grid of all keys/values `[batch, heads, fh + rows, fw + cols + fw, depth]` when a block starts.
 
     Example:
     >>> layer = LocalSelfAttention2D(2, grid_shape=(4, 4), query_shape=(2, 2), memory_flange=(2, 2))
@@ -117,38 +117,60 @@ class LocalSelfAttention2D(MaskedSelfAttention):
         out = self._attend(q, self._memory_blocks(k), self._memory_blocks(v), self._mask)
         return tf.reshape(out, [batch, blocks * self.query_length, self.num_heads, self.depth])
 
+    # Cached decoding keeps the whole padded grid `[batch, heads, fh + rows, fw + cols + fw, depth]` (what later
+    # blocks' memories read) and the current block's window `[batch, heads, memory_length, depth]`.
     def init_cache(self, batch_size, dtype):
         (rows, cols), (fh, fw) = self.grid_shape, self.memory_flange
-        shape = [fh + rows, fw + cols + fw, batch_size, self.num_heads, self.depth]
-        return {"keys": tf.zeros(shape, dtype), "values": tf.zeros(shape, dtype)}
-
-    def cache_from_sequence(self, k, v):
-        def layout(x):
-            return tf.transpose(self._to_padded_grid(x), [1, 2, 0, 3, 4])
-
-        return {"keys": layout(k), "values": layout(v)}
+        grid = [batch_size, self.num_heads, fh + rows, fw + cols + fw, self.depth]
+        window = [batch_size, self.num_heads, self.memory_length, self.depth]
+        return {"keys": tf.zeros(window, dtype), "values": tf.zeros(window, dtype),
+                "grid_keys": tf.zeros(grid, dtype), "grid_values": tf.zeros(grid, dtype)}
 
     def _block_origin(self, position):
-        """Grid row/col of the top-left query cell of `position`'s block, and its offset inside the block."""
+        """Grid row/col of the top-left cell of `position`'s query block, and the offset inside the block."""
         (qh, qw), nbw = self.query_shape, self.num_blocks[1]
         block, offset = position // self.query_length, position % self.query_length
         return (block // nbw) * qh, (block % nbw) * qw, offset
 
-    def _write_cache(self, cache, kv, position):
-        row, col, offset = self._block_origin(position)
-        fh, fw = self.memory_flange
-        qw = self.query_shape[1]
-        slot = tf.stack([fh + row + offset // qw, fw + col + offset % qw])
-        return tf.tensor_scatter_nd_update(cache, slot[None], kv[None])
-
-    def _window(self, cache, position):
-        # In padded coordinates the memory of the block at grid (row, col) starts at (row, col).
-        row, col, _ = self._block_origin(position)
+    def _window_of(self, grid, position):
+        """The memory of `position`'s block: `[batch, heads, memory_length, depth]` cut from the padded grid."""
+        row, col, _ = self._block_origin(position)  # in padded coordinates the memory starts here
         mh, mw = self.memory_shape
-        window = tf.slice(cache, tf.stack([row, col, 0, 0, 0]), [mh, mw, -1, -1, -1])
-        window = tf.reshape(window, [self.memory_length, -1, self.num_heads, self.depth])
-        mask = tf.gather(tf.constant(self._mask.reshape(-1, self.memory_length)), position)
-        return window, mask
+        window = tf.slice(grid, tf.stack([0, 0, row, col, 0]), [-1, -1, mh, mw, -1])
+        return tf.reshape(window, [tf.shape(grid)[0], self.num_heads, self.memory_length, self.depth])
+
+    def cache_from_sequence(self, k, v, position):
+        grid_keys = tf.transpose(self._to_padded_grid(k), [0, 3, 1, 2, 4])
+        grid_values = tf.transpose(self._to_padded_grid(v), [0, 3, 1, 2, 4])
+        previous = tf.maximum(position - 1, 0)
+        return {"keys": self._window_of(grid_keys, previous), "values": self._window_of(grid_values, previous),
+                "grid_keys": grid_keys, "grid_values": grid_values}
+
+    def _advance(self, cache, position):
+        # A new block starts: cut its memory from the grid (once per block, not per step).
+        def refresh():
+            return {**cache, "keys": self._window_of(cache["grid_keys"], position),
+                    "values": self._window_of(cache["grid_values"], position)}
+
+        return tf.cond(tf.equal(position % self.query_length, 0), refresh, lambda: cache)
+
+    def _write(self, cache, k, v, position):
+        (fh, fw), (qw, mw) = self.memory_flange, (self.query_shape[1], self.memory_shape[1])
+        row, col, offset = self._block_origin(position)
+        in_row, in_col = offset // qw, offset % qw
+        slot = (fh + in_row) * mw + fw + in_col  # the position's cell inside its block's memory
+
+        def write_grid(grid, kv):
+            flat = tf.reshape(grid, [tf.shape(grid)[0], self.num_heads, -1, self.depth])
+            cell = (fh + row + in_row) * grid.shape[3] + fw + col + in_col
+            return tf.reshape(self._write_slot(flat, kv, cell), tf.shape(grid))
+
+        return {"keys": self._write_slot(cache["keys"], k, slot),
+                "values": self._write_slot(cache["values"], v, slot),
+                "grid_keys": write_grid(cache["grid_keys"], k), "grid_values": write_grid(cache["grid_values"], v)}
+
+    def _window_mask(self, position):
+        return tf.gather(tf.constant(self._mask.reshape(-1, self.memory_length)), position)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,116 @@
+"""Evaluate a trained model's bits per dimension on a dataset split.
+
+```
+python -m imagetransformer.evaluate --model_dir=runs/demo --split=test [--eval_examples=N] [--batch_size=64]
+...
+test bits/dim: 3.412
+```
+The model and its dataset come from `--model_dir` alone (`config.json` + `model.weights.h5`). Every image of the
+split counts once (the last, partial batch included): the result is the mean over images of
+`-log2 p(image) / (H * W * C)`. The last line printed is `<split> bits/dim: <value>`.
+"""
+
+import dataclasses
+import math
+from typing import Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from imagetransformer import checkpoints
+from imagetransformer import data as data_lib
+from imagetransformer import flags as it_flags
+
+FLAGS = flags.FLAGS
+it_flags.define_evaluate_flags()
+
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """Bits per dimension of `num_examples` images of `dataset`'s `split`."""
+
+    bits_per_dim: float
+    num_examples: int
+    dataset: str
+    split: str
+
+
+def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BATCH_SIZE, data_dir=None, model=None):
+    """Mean bits/dim of the images of `split` under the model of `model_dir`.
+
+    Args:
+        model_dir: a model directory written by `imagetransformer.train`.
+        split: split in tfds syntax (`"test"`, `"train[:1000]"`, ...).
+        eval_examples: evaluate only the first this many images of the split; None means all.
+        batch_size: images per batch.
+        data_dir: tfds data directory; None means the one in `model_dir/config.json`.
+        model: evaluate this model instead of the one stored in `model_dir` (e.g. an untrained one built with
+            `checkpoints.build_model(model_dir)`); the data still come from `model_dir/config.json`.
+
+    Returns:
+        An `EvalResult`.
+
+    Raises:
+        CheckpointError: `model_dir` is missing, incomplete or corrupt.
+        ValueError, RuntimeError: bad split, arguments or data.
+    """
+    if not model_dir:
+        raise ValueError("--model_dir is required: a directory written by imagetransformer.train.")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"--batch_size={batch_size!r} must be an integer >= 1.")
+    if eval_examples is not None and (int(eval_examples) != eval_examples or eval_examples < 1):
+        raise ValueError(f"--eval_examples={eval_examples!r} must be an integer >= 1 (or absent for all images).")
+    config = checkpoints.load_config(model_dir)
+    if model is None:
+        model = checkpoints.load_model(model_dir)
+    data_config = config.get("data") or {}
+    dataset = data_config.get("dataset")
+    if not dataset:
+        raise checkpoints.CheckpointError(
+            f"{model_dir}/{checkpoints.CONFIG_FILE} names no dataset (no data.dataset entry); it was not written "
+            "by imagetransformer.train.")
+    try:
+        images = data_lib.load_images(dataset, split, data_dir=data_dir or data_config.get("data_dir"),
+                                      image_shape=model.image_shape)
+    except (ValueError, RuntimeError) as e:
+        raise type(e)(f"--split={split} of dataset {dataset}: {e}") from e
+    dataset_ = images.dataset if eval_examples is None else images.dataset.take(int(eval_examples))
+    batches = data_lib.make_pipeline(dataset_, int(batch_size), training=False, cache=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *model.image_shape], tf.uint8)])
+    def summed_bits(batch):
+        bits = model.bits_per_dim(batch)
+        return tf.reduce_sum(tf.cast(bits, tf.float64)), tf.shape(bits)[0]
+
+    total, count = 0.0, 0
+    for batch in batches:
+        batch_sum, batch_count = summed_bits(batch)
+        total += float(batch_sum)
+        count += int(batch_count)
+    if count == 0:
+        raise ValueError(f"--split={split} of dataset {dataset} has no images to evaluate.")
+    bits_per_dim = total / count
+    logging.info("%s %s: %d images, %.4f bits/dim.", dataset, split, count, bits_per_dim)
+    return EvalResult(bits_per_dim, count, dataset, split)
+
+
+def main(argv):
+    if len(argv) > 1:
+        it_flags.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
+    it_flags.default_to_warnings()
+    with it_flags.exit_on_user_errors():
+        result = evaluate(FLAGS.model_dir, split=FLAGS.split, eval_examples=FLAGS.eval_examples,
+                          batch_size=FLAGS.batch_size or DEFAULT_BATCH_SIZE, data_dir=FLAGS.data_dir)
+    if not math.isfinite(result.bits_per_dim):
+        it_flags.fail(f"{result.split} bits/dim is {result.bits_per_dim}: the weights in {FLAGS.model_dir} are "
+                      "not finite.")
+    print(f"Evaluated {result.num_examples} images of {result.dataset} ({result.split}).")
+    print(f"{result.split} bits/dim: {result.bits_per_dim:.3f}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=it_flags.parse_flags)

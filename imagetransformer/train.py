@@ -1,0 +1,467 @@
+"""Train an Image Transformer with `model.fit`, driven by absl flags.
+
+```
+python -m imagetransformer.train --model_dir=runs/demo --train_steps=300          # Fashion-MNIST, small model
+python -m imagetransformer.train --config=cifar10_local_2d --model_dir=runs/c2d --strategy=mirrored
+python -m imagetransformer.train --helpfull
+```
+The flags start from a named configuration (`--config`, see `imagetransformer/configs.py`); flags given on the
+command line override it. The model, its optimizer (Adam with linear warm-up and inverse square root decay,
+gradient clipping) and its metrics are built under the `--strategy`'s scope and trained with `model.fit`:
+
+- every `--steps_per_epoch` steps (a Keras epoch): validation on `--val_examples` images of `--val_split`
+  (`val_bits_per_dim`), `model_dir/model.weights.h5` written atomically, TensorBoard epoch summaries in
+  `model_dir/logs` (loss, bits/dim, learning rate);
+- every `--save_every` steps: Keras `BackupAndRestore` backs up the training state to `model_dir/backup`. Running
+  the same command again after a crash or a kill resumes at the backed-up step; the run ends after exactly
+  `--train_steps` optimizer steps in all. A finished run resumes from `model.weights.h5` (which holds the
+  optimizer state too), so a larger `--train_steps` trains on;
+- `TerminateOnNaN` stops a diverging run (exit status 1; `model.weights.h5` keeps the last finite weights).
+
+`model_dir/config.json` records the model, data and training configuration, so that evaluation, sampling and
+export rebuild the model from `--model_dir` alone. Training refuses a `model_dir` whose `config.json` holds a
+different model configuration.
+
+Bad flags, datasets or model directories end the process with one line on stderr (exit status 1), before anything
+in `model_dir` is written.
+"""
+
+import dataclasses
+import importlib.util
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from typing import Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from imagetransformer import checkpoints
+from imagetransformer import configs
+from imagetransformer import data as data_lib
+from imagetransformer import distribute
+from imagetransformer import flags as it_flags
+from imagetransformer.model import ImageTransformer
+from imagetransformer.schedules import WarmupRsqrtDecay
+
+FLAGS = flags.FLAGS
+it_flags.define_train_flags()
+
+BACKUP_DIR = "backup"
+LOGS_DIR = "logs"
+# Files of keras.callbacks.BackupAndRestore(double_checkpoint=True) in BACKUP_DIR.
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_METADATA = "training_metadata.json"
+PREVIOUS = ".bkp"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` did.
+
+    Attributes:
+        model: the trained `ImageTransformer` (its latest weights are also in `model_dir/model.weights.h5`).
+        history: the `keras.callbacks.History` of this run's `fit`, or None when there was nothing to train.
+        initial_step: optimizer steps the model had taken when this run started (0 unless resumed).
+        final_step: optimizer steps taken in all when this run ended.
+        steps_per_second: training throughput of this run, measured over the training steps only (the first,
+            which traces and compiles, and validation excluded); None when fewer than two steps ran.
+    """
+
+    model: ImageTransformer
+    history: Optional[keras.callbacks.History]
+    initial_step: int
+    final_step: int
+    steps_per_second: Optional[float]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration.
+# ----------------------------------------------------------------------------------------------------------------
+def check_config(config):
+    """A validated copy of a flat configuration (`imagetransformer.configs`): pairs as int tuples, ranges checked.
+
+    The model's own arguments are checked by `ImageTransformer` (which knows the image shape); this checks the
+    rest. Raises ValueError naming the flag.
+    """
+    missing = [key for key in configs.KEYS if key not in config]
+    if missing:
+        raise ValueError(f"Configuration lacks {missing}.")
+    config = dict(config)
+    if config["image_shape"] is not None:
+        config["image_shape"] = it_flags.parse_ints(config["image_shape"], 3, "image_shape")
+    for key in ("query_shape", "memory_flange"):
+        config[key] = it_flags.parse_ints(config[key], 2, key)
+    for key, minimum in (("train_steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("steps_per_epoch", 1),
+                         ("save_every", 1), ("val_examples", 0), ("steps_per_execution", 1),
+                         ("shuffle_buffer", 1), ("seed", None)):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+                minimum is not None and value < minimum):
+            raise ValueError(f"--{key}={value!r} must be an integer" + (f" >= {minimum}." if minimum is not None
+                                                                         else "."))
+        config[key] = int(value)
+    if not float(config["learning_rate"]) > 0:
+        raise ValueError(f"--learning_rate={config['learning_rate']!r} must be positive.")
+    if not float(config["clipnorm"] or 0) >= 0:
+        raise ValueError(f"--clipnorm={config['clipnorm']!r} must be >= 0 (0 disables clipping).")
+    if config["mixed_precision"] not in configs.MIXED_PRECISION:
+        raise ValueError(f"--mixed_precision={config['mixed_precision']!r} is not supported; choose one of "
+                         f"{', '.join(configs.MIXED_PRECISION)}.")
+    if not config["dataset"]:
+        raise ValueError("--dataset must name a tensorflow-datasets image dataset, e.g. fashion_mnist or cifar10.")
+    return config
+
+
+def config_from_flags():
+    """The flat configuration of `--config` with every flag given on the command line applied."""
+    return configs.get_config(FLAGS.config, **{key: FLAGS[key].value for key in configs.KEYS})
+
+
+_MODEL_ARG = re.compile(r"(?<![-\w])(" + "|".join(configs.MODEL_KEYS + ("image_shape",)) + r")=")
+
+
+def _flag_message(error):
+    """The model's error message with its argument names written as flags (`block_length=` -> `--block_length=`)."""
+    return _MODEL_ARG.sub(r"--\1=", str(error))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Callbacks.
+# ----------------------------------------------------------------------------------------------------------------
+class SaveWeights(keras.callbacks.Callback):
+    """At every epoch end, writes `model_dir/model.weights.h5` atomically (`checkpoints.save_weights`).
+
+    The Keras `ModelCheckpoint(save_weights_only=True)` of this project: the file is written to a temporary name
+    and renamed, so a kill leaves the previous weights. Epochs whose logs hold a NaN or infinite value (a
+    diverging run stopped by `TerminateOnNaN`) are not saved.
+    """
+
+    def __init__(self, model_dir):
+        super().__init__()
+        self.model_dir = model_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = [float(v) for v in (logs or {}).values() if np.ndim(v) == 0]
+        if all(math.isfinite(v) for v in values):
+            checkpoints.save_weights(self.model, self.model_dir)
+        else:
+            logging.warning("Not saving the weights of epoch %d: non-finite metrics %s.", epoch + 1, logs)
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stops training once the optimizer has taken `train_steps` steps (also in the middle of an epoch)."""
+
+    def __init__(self, train_steps):
+        super().__init__()
+        self.train_steps = train_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) >= self.train_steps:
+            self.model.stop_training = True
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Measures training steps per second, leaving out the first step (tracing) and validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+        self.seconds = 0.0
+        self._first = True
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first:
+            self._first = False
+            return
+        self.seconds += time.perf_counter() - self._start
+        self.steps += 1
+
+    @property
+    def steps_per_second(self):
+        return self.steps / self.seconds if self.steps and self.seconds > 0 else None
+
+
+class _Summaries:
+    """`tf.summary` whose `scalar` needs no `tensorboard` package.
+
+    `tf.summary.scalar` is implemented by the `tensorboard` package; without it, this writes the same event
+    (TensorBoard's "scalars" plugin format) with TensorFlow's own `tf.summary.write`.
+    """
+
+    def __getattr__(self, name):
+        return getattr(tf.summary, name)
+
+    @staticmethod
+    def scalar(name, data, step=None, description=None):
+        metadata = summary_pb2.SummaryMetadata(
+            summary_description=description or "",
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        with tf.name_scope("scalar_summary"):
+            return tf.summary.write(name, tf.cast(data, tf.float32), step=step, metadata=metadata)
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard, with step-level summaries numbered by optimizer step (continuing after a resume).
+
+    Works without the `tensorboard` package (which only viewing the logs needs): see `_Summaries`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if importlib.util.find_spec("tensorboard") is None:
+            self._summary_module = _Summaries()
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._global_train_batch = int(self.model.optimizer.iterations)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model directory.
+# ----------------------------------------------------------------------------------------------------------------
+def _normalized(value):
+    """JSON-comparable form (tuples as lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_normalized(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalized(v) for k, v in value.items()}
+    return value
+
+
+def check_model_dir(model_dir, model_kwargs, mixed_precision):
+    """Returns the existing `config.json` of `model_dir` (None for a new directory) after checking it matches.
+
+    Raises:
+        CheckpointError: `config.json` is corrupt, or holds another model configuration (or dtype policy, which
+            changes the optimizer's state), or there are checkpoints without a `config.json`.
+    """
+    path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
+    if not os.path.exists(path):
+        leftovers = [name for name in (checkpoints.WEIGHTS_FILE, BACKUP_DIR)
+                     if os.path.exists(os.path.join(model_dir, name))]
+        if leftovers:
+            raise checkpoints.CheckpointError(
+                f"--model_dir={model_dir} holds {', '.join(leftovers)} but no {checkpoints.CONFIG_FILE}: not a "
+                "complete model directory; choose another --model_dir.")
+        return None
+    stored = checkpoints.load_config(model_dir)
+    wanted = _normalized(model_kwargs)
+    have = _normalized(stored["model"])
+    diffs = [f"{key}={have.get(key)!r} (flags: {wanted.get(key)!r})"
+             for key in sorted(set(wanted) | set(have)) if have.get(key) != wanted.get(key)]
+    stored_policy = stored.get("train", {}).get("mixed_precision", "float32")
+    if stored_policy != mixed_precision:
+        diffs.append(f"mixed_precision={stored_policy!r} (flags: {mixed_precision!r})")
+    if diffs:
+        raise checkpoints.CheckpointError(
+            f"--model_dir={model_dir} holds a different model: its {checkpoints.CONFIG_FILE} has "
+            f"{'; '.join(diffs)}. Pass the same model flags to resume it, or choose a new --model_dir.")
+    return stored
+
+
+def _backup_paths(model_dir):
+    backup = os.path.join(model_dir, BACKUP_DIR)
+    return os.path.join(backup, BACKUP_WEIGHTS), os.path.join(backup, BACKUP_METADATA)
+
+
+def restore(model, model_dir):
+    """Loads the latest training state of `model_dir` into `model` (weights and optimizer, whose optimizer must be
+    built); returns the file it came from, or None when there is none.
+
+    The state of an interrupted run (`backup/`, kept by `BackupAndRestore`; its previous copy if the latest was
+    cut off while being written) wins over `model.weights.h5` (written at epoch ends).
+
+    Raises:
+        CheckpointError: the files exist but none can be loaded.
+    """
+    weights, metadata = _backup_paths(model_dir)
+    candidates = [path for path in (weights, weights + PREVIOUS) if os.path.exists(path)]
+    errors = []
+    for path in candidates:
+        try:
+            model.load_weights(path)
+        except Exception as e:  # pylint: disable=broad-except  (h5py/keras raise many types for damaged files)
+            errors.append(f"{path}: {type(e).__name__}: {e}")
+            continue
+        if path != weights:  # Make BackupAndRestore, which reads `weights` first, find the good copy.
+            shutil.copyfile(path, weights)
+            if os.path.exists(metadata + PREVIOUS):
+                shutil.copyfile(metadata + PREVIOUS, metadata)
+        return path
+    if candidates:
+        raise checkpoints.CheckpointError(
+            f"The backup of an interrupted run in {os.path.dirname(weights)} is corrupt ({'; '.join(errors)}); "
+            f"delete {os.path.dirname(weights)} to resume from {checkpoints.WEIGHTS_FILE} instead.")
+    path = os.path.join(model_dir, checkpoints.WEIGHTS_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        model.load_weights(path)
+    except Exception as e:  # pylint: disable=broad-except
+        raise checkpoints.CheckpointError(
+            f"{path} is corrupt or does not match {checkpoints.CONFIG_FILE} ({type(e).__name__}: {e}); restore it "
+            "or choose a new --model_dir.") from e
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training.
+# ----------------------------------------------------------------------------------------------------------------
+def _load(dataset, split, flag, data_dir, image_shape, **kwargs):
+    try:
+        return data_lib.load_images(dataset, split, data_dir=data_dir, image_shape=image_shape, **kwargs)
+    except (ValueError, RuntimeError) as e:
+        raise type(e)(f"--dataset={dataset} {flag}={split}: {e}") from e
+
+
+def build_model(config, image_shape, strategy):
+    """The compiled `ImageTransformer` of `config` with its optimizer built, under `strategy.scope()`."""
+    _, model_kwargs, _ = configs.split(config)
+    with strategy.scope():
+        try:
+            model = ImageTransformer(image_shape=image_shape, **model_kwargs)
+        except ValueError as e:
+            raise ValueError(_flag_message(e)) from e
+        schedule = WarmupRsqrtDecay(config["learning_rate"], config["warmup_steps"])
+        optimizer = keras.optimizers.Adam(schedule, clipnorm=float(config["clipnorm"]) or None)
+        # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer.
+        model.compile(optimizer=optimizer,
+                      jit_compile="auto" if config["jit_compile"] is None else bool(config["jit_compile"]),
+                      steps_per_execution=config["steps_per_execution"])
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbacks=()):
+    """Trains (or resumes training) the model of `config` into `model_dir`: what `python -m
+    imagetransformer.train` does.
+
+    Args:
+        config: flat configuration (`imagetransformer.configs.get_config(...)`).
+        model_dir: model directory (created if needed).
+        strategy: `--strategy` name (`imagetransformer.distribute.get_strategy`).
+        tpu: `--tpu`, with `strategy="tpu"`.
+        verbose: Keras `fit` verbosity.
+        callbacks: extra Keras callbacks, called after this module's.
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        ValueError, RuntimeError, CheckpointError: bad configuration, data or model directory; raised before
+            anything in `model_dir` is written.
+        FloatingPointError: the loss became NaN (`model.weights.h5` keeps the last finite weights).
+    """
+    config = check_config(config)
+    if not model_dir:
+        raise ValueError("--model_dir is required: the directory to write the model into (e.g. runs/demo).")
+    train_steps, batch_size = config["train_steps"], config["batch_size"]
+    strategy_obj = distribute.get_strategy(strategy, tpu)
+    replicas = strategy_obj.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(f"--batch_size={batch_size} must be a multiple of the {replicas} replicas of "
+                         f"--strategy={strategy}.")
+
+    train_data = _load(config["dataset"], "train", "split", config["data_dir"], config["image_shape"],
+                       shuffle_files=True)
+    val_data = None
+    if config["val_examples"]:
+        val_data = _load(config["dataset"], config["val_split"], "--val_split", config["data_dir"],
+                         train_data.image_shape)
+
+    keras.utils.set_random_seed(config["seed"])
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config["mixed_precision"])
+    try:
+        model = build_model(config, train_data.image_shape, strategy_obj)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    model_kwargs = checkpoints.model_config(model)
+    stored = check_model_dir(model_dir, model_kwargs, config["mixed_precision"])
+    restored_from = restore(model, model_dir) if stored is not None else None
+    initial_step = int(model.optimizer.iterations)
+    if restored_from:
+        logging.info("Resuming %s at step %d (from %s).", model_dir, initial_step, restored_from)
+        print(f"Resuming at step {initial_step} of {train_steps} from {restored_from}.", flush=True)
+    if initial_step >= train_steps:
+        print(f"{model_dir} has already been trained for {initial_step} >= --train_steps={train_steps} steps; "
+              "nothing to do (raise --train_steps to train on).", flush=True)
+        return TrainResult(model, None, initial_step, initial_step, None)
+
+    data_section, _, train_section = configs.split(config)
+    data_section["image_shape"] = list(train_data.image_shape)
+    train_section.update(strategy=strategy, replicas=replicas)
+    checkpoints.save_config(model_dir, model_kwargs, data=_normalized(data_section),
+                            train=_normalized(train_section))
+
+    train_ds = data_lib.make_pipeline(train_data.dataset, batch_size, training=True,
+                                      shuffle_buffer=config["shuffle_buffer"],
+                                      seed=config["seed"] + initial_step)  # a resumed run sees new orders
+    val_ds = None
+    if val_data is not None:
+        val_ds = data_lib.make_pipeline(val_data.dataset.take(config["val_examples"]), batch_size, training=False)
+
+    steps_per_epoch = config["steps_per_epoch"]
+    # Epoch e covers steps [e * steps_per_epoch, (e + 1) * steps_per_epoch) of an uninterrupted run; a run resumed
+    # in the middle of an epoch restarts that epoch, and StopAtStep ends training at exactly train_steps.
+    epochs = math.ceil(train_steps / steps_per_epoch)
+    initial_epoch = initial_step // steps_per_epoch
+    timer = StepTimer()
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, BACKUP_DIR), save_freq=config["save_every"],
+                                         double_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+        StopAtStep(train_steps),
+        SaveWeights(model_dir),
+        TensorBoard(os.path.join(model_dir, LOGS_DIR), update_freq=min(steps_per_epoch, 10), write_graph=False),
+        timer,
+        *callbacks,
+    ]
+    print(f"Training {model.count_params():,} parameters ({model_kwargs['attention']}, {model_kwargs['num_layers']} "
+          f"layers, hidden {model_kwargs['hidden_size']}, {model_kwargs['distribution']}) on {config['dataset']} "
+          f"{'x'.join(map(str, train_data.image_shape))}: steps {initial_step}..{train_steps}, batch {batch_size} "
+          f"on {replicas} replica(s), epochs of {steps_per_epoch} steps; model_dir {model_dir}.", flush=True)
+    history = model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                        validation_data=val_ds, callbacks=all_callbacks, verbose=verbose, shuffle=False)
+    final_step = int(model.optimizer.iterations)
+    losses = history.history.get("loss") or [float("nan")]
+    if not math.isfinite(losses[-1]):
+        raise FloatingPointError(
+            f"Training diverged: the loss became {losses[-1]} by step {final_step}; {model_dir}/"
+            f"{checkpoints.WEIGHTS_FILE} keeps the last finite weights. Lower --learning_rate, raise "
+            "--warmup_steps or lower --clipnorm.")
+    return TrainResult(model, history, initial_step, final_step, timer.steps_per_second)
+
+
+def main(argv):
+    if len(argv) > 1:
+        it_flags.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
+    it_flags.default_to_warnings()
+    with it_flags.exit_on_user_errors():
+        try:
+            result = train(config_from_flags(), FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
+                           verbose=int(FLAGS.verbose))
+        except FloatingPointError as e:
+            it_flags.fail(e)
+        except KeyboardInterrupt:
+            it_flags.fail(f"interrupted; run the same command again to resume from {FLAGS.model_dir}/"
+                          f"{BACKUP_DIR}.", exit_code=130)
+    speed = f", {result.steps_per_second:.2f} steps/s" if result.steps_per_second else ""
+    print(f"Trained steps {result.initial_step}..{result.final_step}{speed}; model in {FLAGS.model_dir}.")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=it_flags.parse_flags)
