@@ -236,6 +236,15 @@ class ImageTransformer(keras.Model):
             new_caches.append(cache)
         return self.head(self.final_norm(x))[:, 0], new_caches
 
+    @property
+    def decode_period(self):
+        """Positions per query block whose attention window the decoder must cut anew (`begin_block`)."""
+        return self.decoder_blocks[0].attention.decode_period or self.order.length
+
+    def begin_block(self, caches, position):
+        """Caches with every layer's window moved to the query block that starts at `position`."""
+        return [block.attention.begin_block(cache, position) for block, cache in zip(self.decoder_blocks, caches)]
+
     def init_caches(self, batch_size):
         """Empty per-layer key/value caches for `batch_size` images."""
         return [block.attention.init_cache(batch_size, self.compute_dtype) for block in self.decoder_blocks]

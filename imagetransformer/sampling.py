@@ -92,8 +92,9 @@ class Decoder:
         if params is None:
             params = tf.zeros([0], tf.float32)
         keep_params = params.shape.rank == 3
+        period = self.model.decode_period
 
-        def body(position, canvas, caches, params):
+        def step(position, canvas, caches, params):
             previous = tf.gather(canvas, tf.maximum(position - 1, 0))  # [B, token]
             step_params, caches = self.model.step(previous, caches, position)  # [B, P]
             token = self.head.sample(step_params, tf.gather(noise, position), temperature)  # [B, token]
@@ -102,8 +103,15 @@ class Decoder:
                 params = tf.tensor_scatter_nd_update(params, tf.reshape(position, [1, 1]), step_params[None])
             return position + 1, canvas, caches, params
 
+        def block(position, canvas, caches, params):
+            # Windows that jump between query blocks are cut once here; the steps inside only read and write.
+            caches = tf.cond(tf.equal(position % period, 0),
+                             lambda: self.model.begin_block(caches, position), lambda: caches)
+            end = tf.minimum((position // period + 1) * period, stop)
+            return tf.while_loop(lambda p, *_: p < end, step, (position, canvas, caches, params))
+
         _, canvas, caches, params = tf.while_loop(
-            lambda position, *_: position < stop, body, (start, canvas, caches, params)
+            lambda position, *_: position < stop, block, (start, canvas, caches, params)
         )
         return tf.transpose(canvas, [1, 0, 2]), caches, params
 

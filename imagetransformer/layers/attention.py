@@ -8,9 +8,10 @@ the two ways the model runs:
 - step by step (`step`): one new position per call against a key/value cache. The cache is the *window*:
   keys and values `[batch, heads, window, depth]` of exactly the positions the current query block may see,
   which a step reads in place (no slicing or copying per step) after writing its own key and value into one
-  slot. A variant says how the window moves when a new query block starts (`_advance`), where a position's
-  slot is (`_write`), and which slots the position may see (`_window_mask`); it builds the first window from a
-  teacher-forced prefill (`cache_from_sequence`).
+  slot. A variant says where a position's slot is (`_write`), which slots the position may see
+  (`_window_mask`), and, if its window jumps between query blocks, how to cut the next block's window
+  (`begin_block`, called by the decoder once per block, outside the per-position step); it builds the first
+  window from a teacher-forced prefill (`cache_from_sequence`).
 
 Both paths share the projections and `_attend`, so a cached step computes the same numbers as the
 teacher-forced pass (tests check it).
@@ -102,7 +103,7 @@ class MaskedSelfAttention(keras.layers.Layer):
             `([batch, 1, hidden], updated cache)`.
         """
         q, k, v = self._project(x)  # [batch, 1, heads, depth]
-        cache = self._write(self._advance(cache, position), k[:, 0], v[:, 0], position)
+        cache = self._write(cache, k[:, 0], v[:, 0], position)
         logits = tf.einsum("bqhd,bhwd->bhqw", q, cache["keys"])  # [batch, heads, 1, window]
         weights = self.softmax(logits, mask=self._window_mask(position))
         out = tf.einsum("bhqw,bhwd->bqhd", weights, cache["values"])  # [batch, 1, heads, depth]
@@ -115,8 +116,11 @@ class MaskedSelfAttention(keras.layers.Layer):
         indices = tf.stack([batch, heads, tf.fill(tf.shape(batch), slot)], axis=-1)  # [batch, heads, 3]
         return tf.tensor_scatter_nd_update(window, indices, kv)
 
-    def _advance(self, cache, position):
-        """The cache with its window moved to `position`'s query block (default: the window never moves)."""
+    # Positions between window jumps; None: the window never jumps (`begin_block` is then never needed).
+    decode_period = None
+
+    def begin_block(self, cache, position):
+        """The cache with its window moved to the query block starting at `position` (default: unchanged)."""
         del position
         return cache
 

@@ -30,8 +30,8 @@ class LocalSelfAttention1D(MaskedSelfAttention):
 
     Shapes:
         `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`.
-        Cache: the window, keys and values `[batch, heads, memory_length + block_length, depth]`: the memory
-        then the current block; when a block starts, the window shifts by `block_length`.
+        Cache: the window as a ring buffer, keys and values `[batch, heads, memory_length + block_length,
+        depth]`; position `p` in slot `p mod (memory_length + block_length)`.
 
     Example:
     >>> layer = LocalSelfAttention1D(num_heads=2, block_length=4, memory_length=4)
@@ -78,44 +78,41 @@ class LocalSelfAttention1D(MaskedSelfAttention):
         out = self._attend(q, k, v, self._mask)  # [batch, blocks, block_length, heads, depth]
         return tf.reshape(out, [batch, self.length, self.num_heads, self.depth])
 
+    # Cached decoding: the window is a ring buffer of `memory_length + block_length` slots; position p lives in
+    # slot p mod size. The window of a block is that many consecutive positions, so a new block overwrites exactly
+    # the slots of the positions that leave its window, and the window never has to move.
+    @property
+    def window_length(self):
+        return self.memory_length + self.block_length
+
     def init_cache(self, batch_size, dtype):
-        shape = [batch_size, self.num_heads, self.memory_length + self.block_length, self.depth]
+        shape = [batch_size, self.num_heads, self.window_length, self.depth]
         return {"keys": tf.zeros(shape, dtype), "values": tf.zeros(shape, dtype)}
 
-    def _window_start(self, position):
-        """Position held by window slot 0 while `position` is generated."""
-        return (position // self.block_length) * self.block_length - self.memory_length
+    def _slot_positions(self, position):
+        """int `[window]`: the position each slot holds while `position` is generated (may be < 0: padding)."""
+        start = (position // self.block_length) * self.block_length - self.memory_length
+        return start + (tf.range(self.window_length) - start) % self.window_length
 
     def cache_from_sequence(self, k, v, position):
-        # The window of the block holding `position - 1`; the step at `position` moves it on if a block starts.
-        block, memory = self.block_length, self.memory_length
-        start = self._window_start(position - 1) + memory + block  # index into the front-padded sequence
+        # The window of the block holding `position - 1`, laid out as the ring buffer.
+        front = self.window_length  # enough padding for any slot position >= -window_length
+        index = self._slot_positions(position - 1) + front
 
         def window(x):
-            padded = tf.pad(x, [[0, 0], [memory + block, 0], [0, 0], [0, 0]])
-            return tf.transpose(tf.slice(padded, tf.stack([0, start, 0, 0]), [-1, memory + block, -1, -1]),
-                                [0, 2, 1, 3])
+            padded = tf.pad(x, [[0, 0], [front, 0], [0, 0], [0, 0]])
+            return tf.transpose(tf.gather(padded, index, axis=1), [0, 2, 1, 3])
 
         return {"keys": window(k), "values": window(v)}
 
-    def _advance(self, cache, position):
-        # A new block starts: its memory is the last `memory_length` positions of the old window.
-        def shift(window):
-            return tf.concat([window[:, :, self.block_length :], tf.zeros_like(window[:, :, : self.block_length])],
-                             axis=2)
-
-        new_block = tf.equal(position % self.block_length, 0)
-        return {name: tf.cond(new_block, lambda w=window: shift(w), lambda w=window: w)
-                for name, window in cache.items()}
-
     def _write(self, cache, k, v, position):
-        slot = self.memory_length + position % self.block_length
+        slot = position % self.window_length
         return {"keys": self._write_slot(cache["keys"], k, slot),
                 "values": self._write_slot(cache["values"], v, slot)}
 
     def _window_mask(self, position):
-        key_positions = self._window_start(position) + tf.range(self.memory_length + self.block_length)
-        return (key_positions >= 0) & (key_positions <= position)
+        positions = self._slot_positions(position)
+        return (positions >= 0) & (positions <= position)
 
     def get_config(self):
         config = super().get_config()

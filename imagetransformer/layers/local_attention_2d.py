@@ -146,13 +146,14 @@ class LocalSelfAttention2D(MaskedSelfAttention):
         return {"keys": self._window_of(grid_keys, previous), "values": self._window_of(grid_values, previous),
                 "grid_keys": grid_keys, "grid_values": grid_values}
 
-    def _advance(self, cache, position):
-        # A new block starts: cut its memory from the grid (once per block, not per step).
-        def refresh():
-            return {**cache, "keys": self._window_of(cache["grid_keys"], position),
-                    "values": self._window_of(cache["grid_values"], position)}
+    @property
+    def decode_period(self):
+        return self.query_length
 
-        return tf.cond(tf.equal(position % self.query_length, 0), refresh, lambda: cache)
+    def begin_block(self, cache, position):
+        # A new block starts at `position`: cut its memory from the grid (once per block, not per step).
+        return {**cache, "keys": self._window_of(cache["grid_keys"], position),
+                "values": self._window_of(cache["grid_values"], position)}
 
     def _write(self, cache, k, v, position):
         (fh, fw), (qw, mw) = self.memory_flange, (self.query_shape[1], self.memory_shape[1])
