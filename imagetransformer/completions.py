@@ -1,0 +1,89 @@
+"""Completion grids: complete test images from their top rows, or sample, into a PNG grid.
+
+The program `python -m imagetransformer.complete` runs `main` below:
+
+    python -m imagetransformer.complete --model_dir=runs/x --output=completions.png [--num_images=8]
+        [--known_rows=14] [--temperature=1.0] [--seed=0] [--split=test] [--unconditional]
+
+Each row of the grid shows the given top rows (the rest grey), the model's completion, and the original. With
+`--unconditional` the grid holds samples instead. A progress bar shows the decoding, one row of pixels at a time.
+"""
+
+import math
+
+from absl import app, flags, logging
+import numpy as np
+
+from imagetransformer import checkpoints
+from imagetransformer import data as data_lib
+from imagetransformer import flags as it_flags
+from imagetransformer import sampling, visualize
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Model directory written by imagetransformer.train. Required.")
+flags.DEFINE_string("output", "completions.png", "PNG file to write.")
+flags.DEFINE_integer("num_images", 8, "Images to complete (or to sample).", lower_bound=1)
+flags.DEFINE_integer("known_rows", None,
+                     "Rows given to the model (default: half the image height; for local_2d attention rounded "
+                     "down to a multiple of the query block height).")
+flags.DEFINE_float("temperature", 1.0, "Sampling temperature > 0 (1.0 samples the model exactly).")
+flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same images.")
+flags.DEFINE_string("split", "test", "Split of the model's dataset whose first images are completed.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: the one used in training).")
+flags.DEFINE_bool("unconditional", False, "Sample whole images instead of completing test images.")
+flags.DEFINE_bool("use_cache", True, "Use the cached decoder (False: the naive one, one full pass per pixel).")
+flags.DEFINE_integer("scale", 4, "Upscaling of each image in the grid.", lower_bound=1)
+
+
+def default_known_rows(model):
+    """Half the image height, rounded down to whole query blocks for local_2d attention."""
+    rows = model.image_shape[0] // 2
+    if model.attention_type == "local_2d":
+        rows -= rows % model.query_shape[0]
+    return rows
+
+
+def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=0, split="test", data_dir=None,
+        unconditional=False, use_cache=True, scale=4, progress=True):
+    """Writes the grid to `output` and returns the generated images (uint8 `[num_images, H, W, C]`)."""
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"--temperature={temperature} must be a finite number > 0.")
+    if not output.lower().endswith(".png"):
+        raise ValueError(f"--output={output} must name a .png file.")
+    model = checkpoints.load_model(model_dir)
+    if unconditional:
+        samples = sampling.sample(model, num_images, temperature=temperature, seed=seed, use_cache=use_cache,
+                                  progress=progress).numpy()
+        per_row = max(1, int(math.ceil(math.sqrt(num_images))))
+        rows = [list(samples[i : i + per_row]) for i in range(0, num_images, per_row)]
+        visualize.save_png(visualize.image_grid(rows, scale=scale), output)
+        return samples
+    known_rows = default_known_rows(model) if known_rows is None else known_rows
+    model.order.known_length(known_rows)  # validates before any data is read
+    config = checkpoints.load_config(model_dir).get("data") or {}
+    dataset = config.get("dataset")
+    if not dataset:
+        raise checkpoints.CheckpointError(f"{model_dir}/{checkpoints.CONFIG_FILE} names no dataset to complete.")
+    images = data_lib.load_images(dataset, split, data_dir=data_dir or config.get("data_dir"),
+                                  image_shape=model.image_shape)
+    originals = np.stack(list(images.dataset.take(num_images).as_numpy_iterator()))
+    completed = sampling.complete(model, originals, known_rows, temperature=temperature, seed=seed,
+                                  use_cache=use_cache, progress=progress).numpy()
+    rows = visualize.completion_rows(originals, completed, originals, known_rows)
+    visualize.save_png(visualize.image_grid(rows, scale=scale), output)
+    logging.info("Wrote %s.", output)
+    return completed
+
+
+def main(argv):
+    if len(argv) > 1:
+        it_flags.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
+    it_flags.default_to_warnings()
+    if not FLAGS.model_dir:
+        it_flags.fail("--model_dir is required: a directory written by imagetransformer.train.")
+    with it_flags.exit_on_user_errors():
+        images = run(FLAGS.model_dir, FLAGS.output, FLAGS.num_images, FLAGS.known_rows, FLAGS.temperature,
+                     FLAGS.seed, FLAGS.split, FLAGS.data_dir, FLAGS.unconditional, FLAGS.use_cache, FLAGS.scale)
+    kind = "samples" if FLAGS.unconditional else "completions"
+    print(f"Wrote {len(images)} {kind} to {FLAGS.output}")
+

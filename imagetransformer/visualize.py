@@ -1,0 +1,57 @@
+"""Image grids: PNG files for people, and the same grids as TensorBoard images."""
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from imagetransformer.checkpoints import atomic_path
+
+
+def image_grid(rows, padding=2, background=255, scale=1):
+    """Tiles `rows` (a list of lists of uint8 `[H, W, C]` images, all the same shape) into one uint8 image.
+
+    Args:
+        rows: the grid, row by row.
+        padding: pixels between tiles and around the border.
+        background: value of the padding.
+        scale: integer upscaling (nearest neighbour), so small images stay visible.
+
+    Returns:
+        uint8 `[rows * (H*scale + padding) + padding, cols * (W*scale + padding) + padding, C]`.
+    """
+    first = np.asarray(rows[0][0])
+    height, width, channels = first.shape
+    height, width = height * scale, width * scale
+    cols = max(len(row) for row in rows)
+    grid = np.full((len(rows) * (height + padding) + padding, cols * (width + padding) + padding, channels),
+                   background, np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            image = np.asarray(image, np.uint8)
+            if image.shape != first.shape:
+                raise ValueError(f"All grid images must have shape {first.shape}, got {image.shape}.")
+            image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+            top, left = padding + r * (height + padding), padding + c * (width + padding)
+            grid[top : top + height, left : left + width] = image
+    return grid
+
+
+def save_png(image, path):
+    """Writes a uint8 `[H, W, C]` image (C in {1, 3}) as PNG, atomically."""
+    image = np.asarray(image, np.uint8)
+    mode_image = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with atomic_path(path, suffix=".png") as tmp:
+        mode_image.save(tmp, format="PNG")
+
+
+def completion_rows(given, completed, originals, known_rows, shade=128):
+    """One grid row per image: the given rows (the rest shaded), the completion, the original."""
+    rows = []
+    for given_image, completed_image, original in zip(given, completed, originals):
+        shown = np.array(given_image, np.uint8)
+        shown[known_rows:] = shade
+        rows.append([shown, completed_image, original])
+    return rows
