@@ -110,10 +110,14 @@ class MaskedSelfAttention(keras.layers.Layer):
         return self.output_dense(out), cache
 
     @staticmethod
-    def _write_slot(window, kv, slot):
-        """`window` `[batch, heads, W, ...]` with `kv` `[batch, heads, ...]` written at index `slot` of axis 2."""
+    def _write_slot(window, kv, *slot):
+        """`window` `[batch, heads, *cells, depth]` with `kv` `[batch, heads, depth]` written at cell `slot`.
+
+        XLA updates the buffer in place; TensorFlow's executor does when nothing else holds it.
+        """
         batch, heads = tf.meshgrid(tf.range(tf.shape(window)[0]), tf.range(window.shape[1]), indexing="ij")
-        indices = tf.stack([batch, heads, tf.fill(tf.shape(batch), slot)], axis=-1)  # [batch, heads, 3]
+        cell = [tf.fill(tf.shape(batch), s) for s in slot]
+        indices = tf.stack([batch, heads, *cell], axis=-1)  # [batch, heads, 2 + len(slot)]
         return tf.tensor_scatter_nd_update(window, indices, kv)
 
     # Positions between window jumps; None: the window never jumps (`begin_block` is then never needed).

@@ -162,9 +162,7 @@ class LocalSelfAttention2D(MaskedSelfAttention):
         slot = (fh + in_row) * mw + fw + in_col  # the position's cell inside its block's memory
 
         def write_grid(grid, kv):
-            flat = tf.reshape(grid, [tf.shape(grid)[0], self.num_heads, -1, self.depth])
-            cell = (fh + row + in_row) * grid.shape[3] + fw + col + in_col
-            return tf.reshape(self._write_slot(flat, kv, cell), tf.shape(grid))
+            return self._write_slot(grid, kv, fh + row + in_row, fw + col + in_col)
 
         return {"keys": self._write_slot(cache["keys"], k, slot),
                 "values": self._write_slot(cache["values"], v, slot),
