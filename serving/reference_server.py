@@ -1,0 +1,345 @@
+"""A small stand-in for TensorFlow Serving: runs an exported SavedModel behind TF Serving's two protocols.
+
+TF Serving's own binary (`tensorflow_model_server`) is not installable with pip, so the tests (and anyone without
+it or docker) use this server to check `serving.client` end to end. It speaks:
+
+- gRPC: `tensorflow.serving.PredictionService/Predict` and `tensorflow.serving.ModelService/GetModelStatus`, built
+  on `tensorflow-serving-api`'s generated service definitions;
+- REST, as TF Serving documents it: `GET /v1/models/NAME[/versions/N]` (status), `GET /v1/models/NAME/metadata`,
+  `POST /v1/models/NAME[/versions/N]:predict` with `signature_name` and either `instances` (row format, answered
+  with `predictions`) or `inputs` (columnar format, answered with `outputs`); errors as `{"error": "..."}`.
+
+It serves the highest integer version under `--model_base_path` (TF Serving's default version policy). It only
+needs TensorFlow: the SavedModel runs without `imagetransformer`.
+
+```
+python -m serving.reference_server --model_base_path=exported/imagetransformer --grpc_port=8500 --rest_port=8501
+```
+Port 0 picks a free port; `--ready_file` receives `{"grpc_port": ..., "rest_port": ...}` once both listen.
+Not a production server: no request batching, no version hot-reload.
+"""
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import http.server
+import json
+import re
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import numpy as np
+
+
+class ServingError(Exception):
+    """A request error with its gRPC status name and HTTP status code."""
+
+    def __init__(self, message, code="INVALID_ARGUMENT", http_status=400):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class Servable:
+    """The latest version of a SavedModel base path, with TF Serving's input/output checks."""
+
+    def __init__(self, model_base_path, model_name):
+        import tensorflow as tf
+
+        self.tf = tf
+        versions = [int(n) for n in os.listdir(model_base_path) if n.isdigit()]
+        if not versions:
+            raise ValueError(f"no integer-named version directory in {model_base_path}")
+        self.name = model_name
+        self.version = max(versions)
+        self.loaded = tf.saved_model.load(os.path.join(model_base_path, str(self.version)))  # keep a reference
+        self.signatures = dict(self.loaded.signatures)
+
+    def check_model(self, name, version=None):
+        if name != self.name:
+            raise ServingError(f"Servable not found for request: Latest({name})", "NOT_FOUND", 404)
+        if version is not None and int(version) != self.version:
+            raise ServingError(f"Servable not found for request: Specific({name}, {version})", "NOT_FOUND", 404)
+
+    def signature(self, signature_name):
+        name = signature_name or "serving_default"
+        if name not in self.signatures:
+            raise ServingError(
+                f"Serving signature name: \"{name}\" not found in signature def (available: "
+                f"{', '.join(sorted(self.signatures))})", "INVALID_ARGUMENT", 400,
+            )
+        return name, self.signatures[name]
+
+    def input_specs(self, signature):
+        return signature.structured_input_signature[1]  # {name: TensorSpec}
+
+    def run(self, signature_name, inputs, convert):
+        """`inputs`: {name: value}; `convert(value, spec)` -> np.ndarray. Returns {output: np.ndarray}."""
+        tf = self.tf
+        name, signature = self.signature(signature_name)
+        specs = self.input_specs(signature)
+        if set(inputs) != set(specs):
+            raise ServingError(
+                f"input size does not match signature: {len(inputs)}!={len(specs)} len({{{', '.join(sorted(inputs))}}})"
+                f" != len({{{', '.join(sorted(specs))}}}). Sent extra: {sorted(set(inputs) - set(specs))}. "
+                f"Missing but required: {sorted(set(specs) - set(inputs))}."
+            )
+        arrays = {}
+        for key, spec in specs.items():
+            array = convert(inputs[key], spec)
+            if array.dtype != spec.dtype.as_numpy_dtype:
+                raise ServingError(f"Expects arg[{key}] to be {spec.dtype.name} but {array.dtype.name} is provided")
+            if not spec.shape.is_compatible_with(array.shape):
+                raise ServingError(f"input {key} of shape {list(array.shape)} does not match the signature's "
+                                   f"{spec.shape}")
+            arrays[key] = tf.constant(array)
+        try:
+            outputs = signature(**arrays)
+        except tf.errors.OpError as e:
+            raise ServingError(e.message, "INVALID_ARGUMENT" if isinstance(e, tf.errors.InvalidArgumentError)
+                               else "INTERNAL", 400 if isinstance(e, tf.errors.InvalidArgumentError) else 500)
+        return name, {k: v.numpy() for k, v in outputs.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# REST.
+# --------------------------------------------------------------------------------------------------------------------
+_MODEL_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(?:/(metadata))?(?::(predict))?$")
+
+
+def _json_value(value, spec):
+    try:
+        return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ServingError(f"could not parse the JSON value for {spec.name} as {spec.dtype.name}: {e}")
+
+
+def rest_predict(servable, body):
+    if not isinstance(body, dict):
+        raise ServingError("JSON object expected")
+    signature_name, signature = servable.signature(body.get("signature_name"))
+    specs = servable.input_specs(signature)
+    if ("instances" in body) == ("inputs" in body):
+        raise ServingError("JSON Value: must have exactly one of 'instances' (row format) or 'inputs' (columnar)")
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise ServingError("'instances' must be a non-empty list")
+        if len(specs) == 1 and not all(isinstance(i, dict) for i in instances):
+            inputs = {next(iter(specs)): instances}
+        else:
+            if not all(isinstance(i, dict) for i in instances):
+                raise ServingError("each instance must be a JSON object naming the signature's inputs")
+            keys = set(instances[0])
+            if any(set(i) != keys for i in instances):
+                raise ServingError("every instance must have the same named inputs")
+            inputs = {k: [i[k] for i in instances] for k in keys}
+    else:
+        inputs = body["inputs"]
+        if len(specs) == 1 and not isinstance(inputs, dict):
+            inputs = {next(iter(specs)): inputs}
+        if not isinstance(inputs, dict):
+            raise ServingError("'inputs' must be a JSON object naming the signature's inputs")
+    _, outputs = servable.run(signature_name, inputs, _json_value)
+    if "instances" in body:
+        batch = {len(v) for v in outputs.values()}
+        if len(batch) != 1:
+            raise ServingError("outputs do not share the batch dimension; use the columnar 'inputs' format", "INTERNAL",
+                               500)
+        n = batch.pop()
+        if len(outputs) == 1:
+            (value,) = outputs.values()
+            return {"predictions": value.tolist()}
+        return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()} for i in range(n)]}
+    if len(outputs) == 1:
+        (value,) = outputs.values()
+        return {"outputs": value.tolist()}
+    return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+
+
+def rest_status(servable):
+    return {"model_version_status": [{
+        "version": str(servable.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""},
+    }]}
+
+
+def rest_metadata(servable):
+    def tensor_info(spec):
+        dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
+        return {"dtype": "DT_" + spec.dtype.name.upper(), "tensor_shape": {"dim": dims, "unknown_rank": False},
+                "name": spec.name}
+
+    signature_def = {}
+    for name, signature in servable.signatures.items():
+        signature_def[name] = {
+            "inputs": {k: tensor_info(s) for k, s in servable.input_specs(signature).items()},
+            "outputs": {k: tensor_info(s) for k, s in signature.structured_outputs.items()},
+            "method_name": "tensorflow/serving/predict",
+        }
+    return {
+        "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+        "metadata": {"signature_def": {"signature_def": signature_def}},
+    }
+
+
+def make_rest_server(servable, port, host="127.0.0.1"):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _reply(self, status, payload):
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _route(self, method):
+            match = _MODEL_PATH.match(self.path.split("?")[0])
+            try:
+                if not match:
+                    raise ServingError(f"Malformed request: {method} {self.path}", "INVALID_ARGUMENT", 404)
+                name, version, metadata, predict = match.groups()
+                servable.check_model(name, version)
+                if method == "GET" and not predict:
+                    return self._reply(200, rest_metadata(servable) if metadata else rest_status(servable))
+                if method == "POST" and predict and not metadata:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    try:
+                        body = json.loads(self.rfile.read(length) or b"null")
+                    except ValueError as e:
+                        raise ServingError(f"JSON Parse error: {e}")
+                    return self._reply(200, rest_predict(servable, body))
+                raise ServingError(f"Malformed request: {method} {self.path}", "INVALID_ARGUMENT", 404)
+            except ServingError as e:
+                return self._reply(e.http_status, {"error": str(e)})
+
+        def do_GET(self):
+            self._route("GET")
+
+        def do_POST(self):
+            self._route("POST")
+
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# gRPC.
+# --------------------------------------------------------------------------------------------------------------------
+def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2):
+    import grpc
+    from tensorflow_serving.apis import (
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    tf = servable.tf
+
+    def abort(context, error):
+        context.abort(getattr(grpc.StatusCode, error.code), str(error))
+
+    def proto_value(value, spec):
+        del spec
+        return tf.make_ndarray(value)
+
+    class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):
+            try:
+                version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+                servable.check_model(request.model_spec.name, version)
+                name, outputs = servable.run(request.model_spec.signature_name, dict(request.inputs), proto_value)
+                wanted = list(request.output_filter) or list(outputs)
+                missing = [k for k in wanted if k not in outputs]
+                if missing:
+                    raise ServingError(f"output tensor alias not found in signature: {missing}")
+            except ServingError as e:
+                abort(context, e)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = name
+            for key in wanted:
+                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+            return response
+
+    class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+        def GetModelStatus(self, request, context):
+            try:
+                version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+                servable.check_model(request.model_spec.name, version)
+            except ServingError as e:
+                abort(context, e)
+            response = get_model_status_pb2.GetModelStatusResponse()
+            status = response.model_version_status.add()
+            status.version = servable.version
+            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                         options=[("grpc.max_receive_message_length", 64 << 20),
+                                  ("grpc.max_send_message_length", 64 << 20)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    return server, bound
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Main.
+# --------------------------------------------------------------------------------------------------------------------
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_base_path", required=True, help="export directory with integer version subdirectories")
+    parser.add_argument("--model_name", default="imagetransformer")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--grpc_port", type=int, default=8500, help="0: any free port; -1: no gRPC")
+    parser.add_argument("--rest_port", type=int, default=8501, help="0: any free port; -1: no REST")
+    parser.add_argument("--ready_file", help="written (atomically) with the bound ports once serving")
+    parser.add_argument("--lifetime_s", type=float, default=0, help="exit after this many seconds (0: never)")
+    args = parser.parse_args(argv)
+
+    servable = Servable(args.model_base_path, args.model_name)
+    ports = {}
+    grpc_server = rest_server = None
+    if args.grpc_port >= 0:
+        grpc_server, ports["grpc_port"] = make_grpc_server(servable, args.grpc_port, args.host)
+        grpc_server.start()
+    if args.rest_port >= 0:
+        rest_server = make_rest_server(servable, args.rest_port, args.host)
+        ports["rest_port"] = rest_server.server_address[1]
+        threading.Thread(target=rest_server.serve_forever, daemon=True).start()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.ready_file:
+        tmp = args.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({**ports, "version": servable.version, "pid": os.getpid()}, f)
+        os.replace(tmp, args.ready_file)
+    print(f"serving {args.model_name} version {servable.version} on {args.host}: {ports}", file=sys.stderr, flush=True)
+    stop.wait(args.lifetime_s or None)
+    if rest_server is not None:
+        rest_server.shutdown()
+        rest_server.server_close()
+    if grpc_server is not None:
+        grpc_server.stop(grace=1).wait(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Tests of serving/: the client against servers speaking TF Serving's gRPC and REST protocols, the configuration
+files and start_server.sh.
+
+TF Serving's binary cannot be installed here, so `serving.reference_server` stands in for it: a gRPC server built on
+tensorflow-serving-api's `PredictionService` definition and an HTTP server answering TF Serving's REST JSON, both
+running the exported SavedModel on 127.0.0.1 with ephemeral ports, in a child process that the module starts and
+stops. Every request has a timeout; the server exits by itself after a bounded lifetime.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import imagetransformer as it
+from export import export as export_lib
+from serving import client
+
+from conftest import random_images, tiny_kwargs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVING = os.path.join(REPO, "serving")
+IMAGE_SHAPE = (8, 8, 3)
+KNOWN_ROWS = 4
+MODEL = "imagetransformer"
+TIMEOUT = 60.0
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(2)
+    return it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=IMAGE_SHAPE, block_length=16, memory_length=8))
+
+
+@pytest.fixture(scope="module")
+def export_dir(model, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("serving") / "imagetransformer")
+    export_lib.export_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(export_dir, tmp_path_factory):
+    """`{"grpc": "127.0.0.1:port", "rest": "127.0.0.1:port"}` of a reference server on the export."""
+    ready = str(tmp_path_factory.mktemp("server") / "ready.json")
+    log = open(ready + ".log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.reference_server", f"--model_base_path={export_dir}", f"--model_name={MODEL}",
+         "--host=127.0.0.1", "--grpc_port=0", "--rest_port=0", f"--ready_file={ready}", "--lifetime_s=600"],
+        cwd=REPO, env=clean_env(PYTHONPATH=REPO), stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(ready):
+            if process.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                pytest.fail(f"reference server did not start (exit {process.poll()}):\n{log.read()[-3000:]}")
+            time.sleep(0.2)
+        with open(ready) as f:
+            ports = json.load(f)
+        yield {"grpc": f"127.0.0.1:{ports['grpc_port']}", "rest": f"127.0.0.1:{ports['rest_port']}"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory):
+    """An RGB PNG of the model's size, and its pixels."""
+    pixels = random_images(1, IMAGE_SHAPE, seed=3)[0]
+    path = str(tmp_path_factory.mktemp("images") / "in.png")
+    Image.fromarray(pixels).save(path)
+    return path, pixels
+
+
+def read_png(path):
+    array = np.asarray(Image.open(path))
+    return array[..., None] if array.ndim == 2 else array
+
+
+def expected_completion(model, pixels, seed=0, temperature=1.0):
+    return it.complete(model, pixels[None], KNOWN_ROWS, temperature=temperature, seed=np.array([seed], np.int64),
+                       jit_compile=False).numpy()[0]
+
+
+def cli(*flags):
+    return subprocess.run([sys.executable, "-m", "serving.client", *flags], cwd=REPO, env=clean_env(PYTHONPATH=REPO),
+                          capture_output=True, text=True, timeout=120)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The client over both protocols.
+# ----------------------------------------------------------------------------------------------------------------
+def test_rest_cli_completes_the_image(server, model, image_file, tmp_path):
+    path, pixels = image_file
+    output = tmp_path / "out.png"
+    result = cli(f"--server={server['rest']}", f"--image={path}", f"--output={output}")
+    assert result.returncode == 0, result.stderr
+    completed = read_png(output)
+    np.testing.assert_array_equal(completed[:KNOWN_ROWS], pixels[:KNOWN_ROWS])
+    np.testing.assert_array_equal(completed, expected_completion(model, pixels))
+
+
+def test_grpc_cli_completes_the_image(server, model, image_file, tmp_path):
+    path, pixels = image_file
+    output = tmp_path / "out.png"
+    result = cli(f"--server={server['grpc']}", "--grpc", f"--image={path}", f"--output={output}")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(read_png(output), expected_completion(model, pixels))
+
+
+@pytest.mark.parametrize("use_grpc", [False, True], ids=["rest", "grpc"])
+def test_complete_signature_with_seed_and_temperature(server, model, image_file, tmp_path, use_grpc):
+    path, pixels = image_file
+    outputs = client.run(server["grpc" if use_grpc else "rest"], "complete", path, str(tmp_path / "c.png"),
+                         use_grpc=use_grpc, seed=5, temperature=0.8, timeout=TIMEOUT)
+    assert outputs["images"].dtype == np.uint8
+    expected = expected_completion(model, pixels, seed=5, temperature=0.8)
+    np.testing.assert_array_equal(outputs["images"][0], expected)
+    np.testing.assert_array_equal(read_png(tmp_path / "c.png"), expected)
+
+
+@pytest.mark.parametrize("use_grpc", [False, True], ids=["rest", "grpc"])
+def test_sample_and_log_prob_signatures(server, model, image_file, tmp_path, use_grpc):
+    path, pixels = image_file
+    address = server["grpc" if use_grpc else "rest"]
+    outputs = client.run(address, "sample", output=str(tmp_path / "s.png"), use_grpc=use_grpc, seed=7, num_images=2,
+                         timeout=TIMEOUT)
+    expected = it.sample(model, 2, seed=np.array([7, 8], np.int64), jit_compile=False).numpy()
+    np.testing.assert_array_equal(outputs["images"], expected)
+    np.testing.assert_array_equal(read_png(tmp_path / "s.png"), np.concatenate(list(expected), axis=1))
+    scores = client.run(address, "log_prob", path, use_grpc=use_grpc, timeout=TIMEOUT)
+    np.testing.assert_allclose(scores["log_prob"], model.log_prob(pixels[None]).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(scores["bits_per_dim"], model.bits_per_dim(pixels[None]).numpy(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("use_grpc", [False, True], ids=["rest", "grpc"])
+def test_wrong_sized_image_gets_the_expected_shape_back(server, tmp_path, use_grpc):
+    small = tmp_path / "small.png"
+    Image.fromarray(random_images(1, (6, 8, 3))[0]).save(small)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(random_images(1, (8, 8, 1))[0][..., 0]).save(gray)
+    address = server["grpc" if use_grpc else "rest"]
+    for path in (small, gray):
+        with pytest.raises(client.ClientError, match=r"top_half must be \[batch, 4, 8, 3\] uint8"):
+            client.run(address, image_path=str(path), output=str(tmp_path / "x.png"), use_grpc=use_grpc,
+                       timeout=TIMEOUT)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_error_is_one_line(server, tmp_path):
+    small = tmp_path / "small.png"
+    Image.fromarray(random_images(1, (6, 8, 3))[0]).save(small)
+    result = cli(f"--server={server['rest']}", f"--image={small}", f"--output={tmp_path / 'x.png'}")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "top_half must be [batch, 4, 8, 3] uint8" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"this is not an image", b""], ids=["text", "empty"])
+def test_non_image_file_is_a_clear_error(tmp_path, content):
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(content)
+    result = cli("--server=127.0.0.1:9", f"--image={bad}", f"--output={tmp_path / 'x.png'}")
+    assert result.returncode == 1
+    assert f"error: --image={bad} is not an image file" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(client.ClientError, match="does not exist"):
+        client.run("127.0.0.1:9", image_path=str(tmp_path / "missing.png"), output=str(tmp_path / "x.png"))
+
+
+def test_unreachable_server_is_a_clear_error(image_file, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(client.ClientError, match="cannot reach"):
+        client.run(f"127.0.0.1:{port}", image_path=image_file[0], output=str(tmp_path / "x.png"), timeout=5)
+    with pytest.raises(client.ClientError, match="cannot reach"):
+        client.run(f"127.0.0.1:{port}", image_path=image_file[0], output=str(tmp_path / "x.png"), use_grpc=True,
+                   timeout=5)
+
+
+@pytest.mark.parametrize("use_grpc", [False, True], ids=["rest", "grpc"])
+def test_model_status(server, use_grpc):
+    status = (client.status_grpc if use_grpc else client.status_rest)(server["grpc" if use_grpc else "rest"], MODEL)
+    (version,) = status["model_version_status"]
+    assert version["version"] == "1" and version["state"] == "AVAILABLE"
+    with pytest.raises(client.ClientError, match="NOT_FOUND|HTTP 404"):
+        (client.status_grpc if use_grpc else client.status_rest)(server["grpc" if use_grpc else "rest"], "other")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# TF Serving's REST JSON, spoken directly (what curl users send).
+# ----------------------------------------------------------------------------------------------------------------
+def post(server, payload, model=MODEL):
+    request = urllib.request.Request(f"http://{server['rest']}/v1/models/{model}:predict",
+                                     data=json.dumps(payload).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_rest_row_and_columnar_formats(server, model, image_file):
+    _, pixels = image_file
+    top = pixels[:KNOWN_ROWS].tolist()
+    expected = expected_completion(model, pixels)
+    status, body = post(server, {"instances": [top]})  # row format, single input; serving_default by default
+    assert status == 200
+    np.testing.assert_array_equal(np.array(body["predictions"])[0], expected)
+    status, body = post(server, {"signature_name": "complete",
+                                 "instances": [{"top_half": top, "seed": 0, "temperature": 1.0}]})
+    assert status == 200
+    np.testing.assert_array_equal(np.array(body["predictions"])[0], expected)
+    status, body = post(server, {"signature_name": "log_prob", "inputs": {"images": [pixels.tolist()]}})
+    assert status == 200 and set(body["outputs"]) == {"log_prob", "bits_per_dim"}
+    status, body = post(server, {"signature_name": "log_prob", "instances": [{"images": pixels.tolist()}]})
+    assert status == 200 and set(body["predictions"][0]) == {"log_prob", "bits_per_dim"}
+
+
+def test_rest_errors(server, image_file):
+    _, pixels = image_file
+    status, body = post(server, {"signature_name": "complete", "inputs": {
+        "top_half": [pixels[:KNOWN_ROWS].tolist()] * 2, "seed": [1], "temperature": [1.0, 1.0]}})
+    assert status == 400 and "seed must be [batch]" in body["error"]
+    status, body = post(server, {"signature_name": "complete", "inputs": {
+        "top_half": [pixels[:KNOWN_ROWS].tolist()], "seed": [1], "temperature": [-1.0]}})
+    assert status == 400 and "temperature must be finite and > 0" in body["error"]
+    status, body = post(server, {"signature_name": "nope", "instances": [1]})
+    assert status == 400 and "nope" in body["error"]
+    status, body = post(server, {"instances": [1]}, model="other")
+    assert status == 404
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration files and start_server.sh.
+# ----------------------------------------------------------------------------------------------------------------
+def test_models_config_parses_as_tf_serving_config():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    with open(os.path.join(SERVING, "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert model.name == MODEL and model.model_platform == "tensorflow"
+    assert model.base_path == "/models/imagetransformer"
+
+
+def test_batching_parameters_name_known_fields():
+    known = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+             "thread_pool_name", "allowed_batch_sizes", "pad_variable_length_inputs", "enable_large_batch_splitting"}
+    with open(os.path.join(SERVING, "batching_parameters.txt")) as f:
+        fields = [line.split()[0].rstrip(":") for line in f if line.strip() and not line.startswith("#")]
+    assert fields and set(fields) <= known, fields
+    assert "max_batch_size" in fields
+
+
+def fake_binary(directory, name):
+    """An executable that records its arguments and, for a server, the config file it was given."""
+    path = directory / name
+    path.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$@" > "{directory}/{name}.args"\n'
+        'for a in "$@"; do case "$a" in --model_config_file=*) '
+        f'cat "${{a#--model_config_file=}}" > "{directory}/{name}.config";; esac; done\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def run_start_server(export_dir, bin_dir, **env):
+    environment = clean_env(PATH=f"{bin_dir}:/usr/bin:/bin", **env)
+    return subprocess.run(["bash", os.path.join(SERVING, "start_server.sh"), export_dir], env=environment,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_start_server_runs_tensorflow_model_server(export_dir, tmp_path):
+    fake_binary(tmp_path, "tensorflow_model_server")
+    result = run_start_server(export_dir, tmp_path)
+    assert result.returncode == 0, result.stderr
+    args = (tmp_path / "tensorflow_model_server.args").read_text().split("\n")
+    assert "--port=8500" in args and "--rest_api_port=8501" in args and "--enable_batching" in args
+    assert f"--batching_parameters_file={SERVING}/batching_parameters.txt" in args
+    assert f'base_path: "{export_dir}"' in (tmp_path / "tensorflow_model_server.config").read_text()
+
+
+def test_start_server_falls_back_to_docker(export_dir, tmp_path):
+    fake_binary(tmp_path, "docker")
+    result = run_start_server(export_dir, tmp_path, TENSORFLOW_MODEL_SERVER="no-such-tensorflow-model-server")
+    assert result.returncode == 0, result.stderr
+    args = (tmp_path / "docker.args").read_text().split("\n")
+    assert args[:2] == ["run", "--rm"]
+    assert f"{export_dir}:/models/imagetransformer:ro" in args
+    assert "8500:8500" in args and "8501:8501" in args
+    assert "--model_config_file=/serving-config/models.config" in args and "--enable_batching" in args
+
+
+def test_start_server_refuses_a_directory_without_versions(tmp_path):
+    (tmp_path / "empty").mkdir()
+    fake_binary(tmp_path, "tensorflow_model_server")
+    result = run_start_server(str(tmp_path / "empty"), tmp_path)
+    assert result.returncode == 1 and "no version directory" in result.stderr
+    assert not (tmp_path / "tensorflow_model_server.args").exists()
