@@ -11,11 +11,11 @@ Importing the package registers every layer and model with Keras, so `keras.mode
 models with `safe_mode=True`.
 """
 
-from imagetransformer import heads, layers
+from imagetransformer import heads, layers, schedules
 from imagetransformer.model import ATTENTIONS, ImageTransformer
 from imagetransformer.ordering import DISTRIBUTIONS, PixelOrder
 from imagetransformer.sampling import complete, sample
 
 __version__ = "0.1.0"
 
-__all__ = ["ATTENTIONS", "DISTRIBUTIONS", "ImageTransformer", "PixelOrder", "complete", "heads", "layers", "sample"]
+__all__ = ["ATTENTIONS", "DISTRIBUTIONS", "ImageTransformer", "PixelOrder", "complete", "heads", "layers", "sample", "schedules"]

@@ -12,7 +12,6 @@ split counts once (the last, partial batch included): the result is the mean ove
 
 import dataclasses
 import math
-from typing import Optional
 
 from absl import app
 from absl import flags
@@ -25,6 +24,7 @@ from imagetransformer import flags as it_flags
 
 FLAGS = flags.FLAGS
 it_flags.define_evaluate_flags()
+flags.adopt_module_key_flags(it_flags)  # --help lists them
 
 DEFAULT_BATCH_SIZE = 64
 

@@ -30,10 +30,14 @@ USER_ERRORS = (ValueError, RuntimeError, OSError, CheckpointError)
 
 
 def _define(kind, name, default, *args, **kwargs):
-    """Defines flag `name` unless it already is (shared between the tools)."""
+    """Defines flag `name` unless it already is (shared between the tools).
+
+    `allow_override=True`: another tool imported later into the same process (a test session) may define a flag
+    of the same name (`--model_dir`, `--seed`, ...) with plain `flags.DEFINE_*` without a DuplicateFlagError.
+    """
     if name in FLAGS:
         return
-    getattr(flags, f"DEFINE_{kind}")(name, default, *args, **kwargs)
+    getattr(flags, f"DEFINE_{kind}")(name, default, *args, allow_override=True, **kwargs)
 
 
 def _default(key):
@@ -54,7 +58,7 @@ def _define_common():
             "evaluate: default from the model_dir's config.json.")
     _define("integer", "batch_size", None,
             "Images per batch. train: the global batch, split across the replicas of --strategy "
-            f"{_default('batch_size')[1:-1]}. evaluate: default 64.", lower_bound=1)
+            f"{_default('batch_size')}; evaluate: 64 unless given.", lower_bound=1)
 
 
 def define_train_flags():
@@ -94,7 +98,7 @@ def define_train_flags():
             f"{_default('query_shape')}")
     _define("list", "memory_flange", None,
             f"local_2d: memory rows above, cols on each side of a query block {_default('memory_flange')}")
-    _define("enum", "distribution", None, ["dmol", "categorical"],
+    _define("enum", "distribution", None, list(DISTRIBUTIONS),
             "Output head: dmol (discretized mixture of logistics, one position per pixel) or categorical "
             f"(256-way softmax, one position per sub-pixel) {_default('distribution')}")
     _define("integer", "num_mixtures", None, f"dmol mixture components {_default('num_mixtures')}", lower_bound=1)

@@ -32,7 +32,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 from typing import Optional
 
@@ -54,6 +53,7 @@ from imagetransformer.schedules import WarmupRsqrtDecay
 
 FLAGS = flags.FLAGS
 it_flags.define_train_flags()
+flags.adopt_module_key_flags(it_flags)  # --help lists them
 
 BACKUP_DIR = "backup"
 LOGS_DIR = "logs"
@@ -109,6 +109,11 @@ def check_config(config):
             raise ValueError(f"--{key}={value!r} must be an integer" + (f" >= {minimum}." if minimum is not None
                                                                          else "."))
         config[key] = int(value)
+    execution = config["steps_per_execution"]
+    for key in ("train_steps", "steps_per_epoch", "save_every"):
+        if config[key] % execution:
+            raise ValueError(f"--{key}={config[key]} must be a multiple of --steps_per_execution={execution} "
+                             "(training stops, saves and validates only between executions).")
     if not float(config["learning_rate"]) > 0:
         raise ValueError(f"--learning_rate={config['learning_rate']!r} must be positive.")
     if not float(config["clipnorm"] or 0) >= 0:
@@ -132,6 +137,11 @@ _MODEL_ARG = re.compile(r"(?<![-\w])(" + "|".join(configs.MODEL_KEYS + ("image_s
 def _flag_message(error):
     """The model's error message with its argument names written as flags (`block_length=` -> `--block_length=`)."""
     return _MODEL_ARG.sub(r"--\1=", str(error))
+
+
+def optimizer_step(model):
+    """Optimizer steps `model` has taken (also for a mirrored `iterations` variable, which `int()` refuses)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -165,29 +175,29 @@ class StopAtStep(keras.callbacks.Callback):
         self.train_steps = train_steps
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) >= self.train_steps:
+        if optimizer_step(self.model) >= self.train_steps:
             self.model.stop_training = True
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Measures training steps per second, leaving out the first step (tracing) and validation."""
+    """Measures training steps per second, leaving out the first execution (tracing) and validation."""
 
     def __init__(self):
         super().__init__()
         self.steps = 0
         self.seconds = 0.0
-        self._first = True
         self._start = None
+        self._last_step = None
 
     def on_train_batch_begin(self, batch, logs=None):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._first:
-            self._first = False
-            return
-        self.seconds += time.perf_counter() - self._start
-        self.steps += 1
+        step = optimizer_step(self.model)  # counts steps_per_execution > 1 right
+        if self._last_step is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.steps += step - self._last_step
+        self._last_step = step
 
     @property
     def steps_per_second(self):
@@ -226,7 +236,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._global_train_batch = int(self.model.optimizer.iterations)
+        self._global_train_batch = optimizer_step(self.model)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -291,15 +301,24 @@ def restore(model, model_dir):
     candidates = [path for path in (weights, weights + PREVIOUS) if os.path.exists(path)]
     errors = []
     for path in candidates:
+        if path == weights:
+            try:
+                model.load_weights(path)
+                return path
+            except Exception as e:  # pylint: disable=broad-except  (h5py/keras raise many types for damaged files)
+                errors.append(f"{path}: {type(e).__name__}: {e}")
+                continue
+        # The previous copy: Keras loads only files named *.weights.h5, and BackupAndRestore reads `weights`
+        # first, so put a good copy there.
         try:
-            model.load_weights(path)
-        except Exception as e:  # pylint: disable=broad-except  (h5py/keras raise many types for damaged files)
+            with checkpoints.atomic_path(weights, suffix=".weights.h5") as tmp:
+                shutil.copyfile(path, tmp)
+                model.load_weights(tmp)  # an error here leaves `weights` as it was
+        except Exception as e:  # pylint: disable=broad-except
             errors.append(f"{path}: {type(e).__name__}: {e}")
             continue
-        if path != weights:  # Make BackupAndRestore, which reads `weights` first, find the good copy.
-            shutil.copyfile(path, weights)
-            if os.path.exists(metadata + PREVIOUS):
-                shutil.copyfile(metadata + PREVIOUS, metadata)
+        if os.path.exists(metadata + PREVIOUS):
+            shutil.copyfile(metadata + PREVIOUS, metadata)
         return path
     if candidates:
         raise checkpoints.CheckpointError(
@@ -336,7 +355,7 @@ def build_model(config, image_shape, strategy):
         except ValueError as e:
             raise ValueError(_flag_message(e)) from e
         schedule = WarmupRsqrtDecay(config["learning_rate"], config["warmup_steps"])
-        optimizer = keras.optimizers.Adam(schedule, clipnorm=float(config["clipnorm"]) or None)
+        optimizer = keras.optimizers.Adam(schedule, clipnorm=float(config["clipnorm"] or 0) or None)
         # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer.
         model.compile(optimizer=optimizer,
                       jit_compile="auto" if config["jit_compile"] is None else bool(config["jit_compile"]),
@@ -392,7 +411,7 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     model_kwargs = checkpoints.model_config(model)
     stored = check_model_dir(model_dir, model_kwargs, config["mixed_precision"])
     restored_from = restore(model, model_dir) if stored is not None else None
-    initial_step = int(model.optimizer.iterations)
+    initial_step = optimizer_step(model)
     if restored_from:
         logging.info("Resuming %s at step %d (from %s).", model_dir, initial_step, restored_from)
         print(f"Resuming at step {initial_step} of {train_steps} from {restored_from}.", flush=True)
@@ -436,7 +455,7 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
           f"on {replicas} replica(s), epochs of {steps_per_epoch} steps; model_dir {model_dir}.", flush=True)
     history = model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                         validation_data=val_ds, callbacks=all_callbacks, verbose=verbose, shuffle=False)
-    final_step = int(model.optimizer.iterations)
+    final_step = optimizer_step(model)
     losses = history.history.get("loss") or [float("nan")]
     if not math.isfinite(losses[-1]):
         raise FloatingPointError(

@@ -1,0 +1,541 @@
+"""Tests of imagetransformer.train (and configs, distribute): end-to-end runs, resuming, model_dir checks, the
+command line's one-line errors, and MirroredStrategy on two logical CPUs.
+
+Training runs in-process through `train.train` (what `main` calls) with the `tiny` configuration; what is about
+the process itself (exit status, one line on stderr, no traceback, a second logical CPU device) runs in a
+subprocess. Nothing touches the network: CIFAR-10 is mocked by `tfds.testing.mock_data`, Fashion-MNIST comes from
+Debian's files.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+
+from absl import flags
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from imagetransformer import checkpoints, configs, data, distribute, evaluate, train
+from imagetransformer import flags as it_flags
+from imagetransformer.model import ImageTransformer
+
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(data.DEBIAN_FASHION_MNIST_DIR, "t10k-labels-idx1-ubyte.gz")),
+    reason="Debian package dataset-fashion-mnist is not installed")
+
+
+def tiny(**overrides):
+    return configs.get_config("tiny", **overrides)
+
+
+@pytest.fixture
+def empty_data_dir(tmp_path, monkeypatch):
+    """An empty tfds data_dir (no prepared copy is used by accident)."""
+    monkeypatch.delenv(data.FASHION_MNIST_DIR_ENV, raising=False)
+    return str(tmp_path / "tfds")
+
+
+def digest(directory):
+    """{relative path: sha256} of every file under `directory` (to show nothing was changed)."""
+    result = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                result[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return result
+
+
+def stored_iterations(model_dir, config):
+    """Optimizer steps stored in model_dir/model.weights.h5."""
+    model = train.build_model(config, (28, 28, 1), tf.distribute.get_strategy())
+    model.load_weights(os.path.join(model_dir, checkpoints.WEIGHTS_FILE))
+    return int(model.optimizer.iterations)
+
+
+def scalar_tags(log_dir):
+    """{tag: [values]} of the scalar summaries in the event files under `log_dir`."""
+    tags = {}
+    for root, _, files in os.walk(log_dir):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                for value in event.summary.value:
+                    tags.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+    return tags
+
+
+class CountSteps(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configurations and flags.
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, image_shape", [
+    ("fashion_mnist_small", (28, 28, 1)), ("tiny", (28, 28, 1)), ("tiny", (32, 32, 3)),
+    ("cifar10_local_1d", (32, 32, 3)), ("cifar10_local_2d", (32, 32, 3)),
+])
+def test_named_configs_build_valid_models(name, image_shape):
+    config = train.check_config(configs.get_config(name))
+    _, model_kwargs, _ = configs.split(config)
+    attentions = ["local_1d", "local_2d", "global"] if name in ("fashion_mnist_small", "tiny") else [None]
+    for attention in attentions:  # the small configs work with every attention
+        kwargs = dict(model_kwargs, **({"attention": attention} if attention else {}))
+        if name.startswith("cifar10"):  # paper-sized: check the arguments without building 4M weights
+            assert kwargs["num_layers"] == 6 and kwargs["hidden_size"] == 256 and kwargs["num_heads"] == 8
+            assert kwargs["filter_size"] == 512
+            assert (32 * 32) % kwargs["block_length"] == 0 and kwargs["memory_length"] == 256
+            assert kwargs["query_shape"] == (8, 16) and kwargs["memory_flange"] == (8, 16)
+            assert 32 % kwargs["query_shape"][0] == 0 and 32 % kwargs["query_shape"][1] == 0
+            continue
+        ImageTransformer(image_shape=image_shape, **kwargs)
+    assert configs.get_config("cifar10_local_2d")["attention"] == "local_2d"
+    assert configs.get_config("cifar10_local_1d")["dataset"] == "cifar10"
+
+
+def test_config_lookup_and_overrides():
+    config = configs.get_config("tiny", num_layers=3, dataset=None)
+    assert config["num_layers"] == 3 and config["dataset"] == "fashion_mnist"
+    assert configs.get_config("tiny")["num_layers"] == 1  # copies: the named config is unchanged
+    with pytest.raises(ValueError, match="--config='nope'.*fashion_mnist_small"):
+        configs.get_config("nope")
+    with pytest.raises(ValueError, match="nope"):
+        configs.get_config("tiny", nope=1)
+
+
+@pytest.fixture
+def parsed():
+    """Parses command-line flags for an in-process run; restores the defaults afterwards."""
+
+    def parse(*args):
+        FLAGS.unparse_flags()
+        return it_flags.parse_flags(["prog", *args])
+
+    yield parse
+    FLAGS.unparse_flags()
+    FLAGS.mark_as_parsed()
+
+
+def test_flags_override_the_named_config(parsed):
+    parsed("--config=tiny", "--num_layers=3", "--query_shape=2,4", "--jit_compile", "--learning_rate=0.5")
+    config = train.check_config(train.config_from_flags())
+    assert config["num_layers"] == 3 and config["query_shape"] == (2, 4)
+    assert config["jit_compile"] is True and config["learning_rate"] == 0.5
+    assert config["hidden_size"] == configs.TINY["hidden_size"]
+    parsed()
+    assert train.config_from_flags() == configs.FASHION_MNIST_SMALL
+
+
+def test_issue_flags_are_defined_with_help():
+    for name in ("dataset", "model_dir", "train_steps", "batch_size", "attention", "num_layers", "hidden_size",
+                 "num_heads", "filter_size", "dropout", "block_length", "memory_length", "query_shape",
+                 "memory_flange", "distribution", "num_mixtures", "learning_rate", "warmup_steps", "strategy",
+                 "mixed_precision", "seed", "config", "data_dir", "steps_per_epoch", "save_every", "jit_compile",
+                 "tpu", "clipnorm", "val_examples", "split", "eval_examples"):
+        assert name in FLAGS, name
+        assert len(FLAGS[name].help) > 20, name
+    assert "784" not in FLAGS["block_length"].help  # no stale numbers; the default comes from the config:
+    assert "112 in fashion_mnist_small" in FLAGS["block_length"].help
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# End-to-end.
+# ----------------------------------------------------------------------------------------------------------------
+def test_tiny_end_to_end_on_mocked_cifar10(tmp_path, empty_data_dir):
+    model_dir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=12):
+        result = train.train(tiny(dataset="cifar10", data_dir=empty_data_dir, val_examples=6), model_dir,
+                             verbose=0)
+        assert (result.initial_step, result.final_step) == (0, 4)
+        assert result.model.image_shape == (32, 32, 3)
+        history = result.history.history
+        assert len(history["loss"]) == 2 and all(np.isfinite(history["val_bits_per_dim"]))
+        assert set(os.listdir(model_dir)) == {"config.json", "model.weights.h5", "logs"}  # backup/ removed
+
+        config = checkpoints.load_config(model_dir)
+        assert config["model"] == checkpoints.model_config(result.model)
+        assert config["data"]["dataset"] == "cifar10" and config["data"]["image_shape"] == [32, 32, 3]
+        assert config["train"]["train_steps"] == 4 and config["train"]["strategy"] == "default"
+
+        loaded = checkpoints.load_model(model_dir)
+        for a, b in zip(loaded.get_weights(), result.model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        evaluated = evaluate.evaluate(model_dir, split="test", batch_size=5)  # 12 = 5 + 5 + 2
+        images = np.stack(list(data.load_images("cifar10", "test", data_dir=empty_data_dir)
+                                .dataset.as_numpy_iterator()))
+    assert evaluated.num_examples == 12
+    expected = float(np.mean(loaded.bits_per_dim(images)))
+    assert evaluated.bits_per_dim == pytest.approx(expected, rel=1e-5)
+
+    tags = scalar_tags(os.path.join(model_dir, "logs"))
+    for tag in ("epoch_loss", "epoch_bits_per_dim", "epoch_learning_rate", "batch_bits_per_dim"):
+        assert tag in tags, sorted(tags)
+    lrs = tags["epoch_learning_rate"]
+    schedule = result.model.optimizer.learning_rate  # the rate after the last step
+    assert lrs[-1] == pytest.approx(float(schedule), rel=1e-5)
+    assert len(tags["epoch_bits_per_dim"]) == 4  # train and validation, 2 epochs each
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_training_lowers_bits_per_dim(tmp_path, capsys, parsed):
+    model_dir = str(tmp_path / "run")
+    config = tiny(train_steps=60, steps_per_epoch=30, save_every=30, learning_rate=1e-2, warmup_steps=10,
+                  batch_size=8, val_examples=0)
+    result = train.train(config, model_dir, verbose=0)
+    assert result.final_step == 60 and result.steps_per_second > 0
+    assert os.listdir(os.path.join(model_dir, "logs")) == ["train"]  # no validation with val_examples=0
+
+    untrained = evaluate.evaluate(model_dir, split="test", eval_examples=100, batch_size=32,
+                                  model=checkpoints.build_model(model_dir))
+    trained = evaluate.evaluate(model_dir, split="test", eval_examples=100, batch_size=32)
+    assert trained.num_examples == untrained.num_examples == 100
+    # A uniform distribution over 256 values is 8 bits/dim; the untrained mixture is below it (about 6.2 here),
+    # and 60 steps of training take off about 2 bits/dim (to about 4.1).
+    assert untrained.bits_per_dim < 8.0
+    assert trained.bits_per_dim < untrained.bits_per_dim - 1.0, (trained, untrained)
+    assert 1.0 < trained.bits_per_dim < 5.0
+
+    # The command line prints the same number on its last line.
+    parsed(f"--model_dir={model_dir}", "--eval_examples=100", "--batch_size=32")
+    capsys.readouterr()
+    evaluate.main(["prog"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"test bits/dim: {trained.bits_per_dim:.3f}"
+
+
+def test_evaluate_cli_prints_bits_per_dim_last(trained_dir):
+    model_dir = trained_dir
+    expected = evaluate.evaluate(model_dir, split="test[:7]", batch_size=3).bits_per_dim  # 7 = 3 + 3 + 1
+    process = run_cli("imagetransformer.evaluate", f"--model_dir={model_dir}", "--split=test[:7]",
+                      "--batch_size=3")
+    assert process.returncode == 0, process.stderr
+    lines = process.stdout.strip().splitlines()
+    assert lines[-1] == f"test[:7] bits/dim: {expected:.3f}"
+    assert lines[-2] == "Evaluated 7 images of fashion_mnist (test[:7])."
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resuming.
+# ----------------------------------------------------------------------------------------------------------------
+class Killed(Exception):
+    pass
+
+
+class KillAt(keras.callbacks.Callback):
+    """Simulates a killed process: raises once the optimizer has taken `step` steps."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) >= self.step:
+            raise Killed()
+
+
+class WeightsAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = self.model.get_weights()
+        self.step = int(self.model.optimizer.iterations)
+
+
+@needs_fashion_mnist
+def test_resume_after_kill_continues_from_the_backup(tmp_path):
+    model_dir = str(tmp_path / "run")
+    # Epochs of 3 steps (model.weights.h5 at steps 3, 6), backups every 2 steps; killed after step 5.
+    config = tiny(train_steps=7, steps_per_epoch=3, save_every=2, val_examples=0)
+    with pytest.raises(Killed):
+        train.train(config, model_dir, verbose=0, callbacks=[KillAt(5)])
+    backup = os.path.join(model_dir, train.BACKUP_DIR, train.BACKUP_WEIGHTS)
+    assert os.path.exists(backup)
+    assert stored_iterations(model_dir, config) == 3  # the epoch-end checkpoint is older than the backup
+    backed_up = train.build_model(config, (28, 28, 1), tf.distribute.get_strategy())
+    backed_up.load_weights(backup)
+    assert int(backed_up.optimizer.iterations) == 4
+
+    # The same command again: resumes at the backup's step 4 with its weights, and runs exactly 3 more steps.
+    counter, start = CountSteps(), WeightsAtStart()
+    result = train.train(config, model_dir, verbose=0, callbacks=[counter, start])
+    assert (result.initial_step, result.final_step, counter.steps) == (4, 7, 3)
+    assert start.step == 4
+    for a, b in zip(start.weights, backed_up.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not os.path.exists(os.path.join(model_dir, train.BACKUP_DIR))  # finished: backup deleted
+    assert stored_iterations(model_dir, config) == 7
+
+    # Once more: nothing to do, nothing written.
+    before = digest(model_dir)
+    again = train.train(config, model_dir, verbose=0)
+    assert (again.initial_step, again.final_step, again.history) == (7, 7, None)
+    assert digest(model_dir) == before
+
+    # A larger --train_steps trains on from model.weights.h5, optimizer state included.
+    counter = CountSteps()
+    more = train.train(dict(config, train_steps=9), model_dir, verbose=0, callbacks=[counter])
+    assert (more.initial_step, more.final_step, counter.steps) == (7, 9, 2)
+    assert checkpoints.load_config(model_dir)["train"]["train_steps"] == 9
+
+
+@needs_fashion_mnist
+def test_resume_falls_back_to_the_previous_backup_when_the_latest_is_cut_off(tmp_path):
+    model_dir = str(tmp_path / "run")
+    config = tiny(train_steps=6, steps_per_epoch=6, save_every=2, val_examples=0)
+    with pytest.raises(Killed):
+        train.train(config, model_dir, verbose=0, callbacks=[KillAt(5)])
+    latest = os.path.join(model_dir, train.BACKUP_DIR, train.BACKUP_WEIGHTS)
+    assert os.path.exists(latest + train.PREVIOUS)  # double_checkpoint keeps the backup before the latest
+    with open(latest, "r+b") as f:  # killed while writing the latest backup
+        f.truncate(100)
+    counter = CountSteps()
+    result = train.train(config, model_dir, verbose=0, callbacks=[counter])
+    assert (result.initial_step, result.final_step, counter.steps) == (2, 6, 4)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model directories that do not fit.
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    """A finished tiny run on Fashion-MNIST (module-scoped: read-only for the tests that use it)."""
+    if not os.path.isfile(os.path.join(data.DEBIAN_FASHION_MNIST_DIR, "t10k-labels-idx1-ubyte.gz")):
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    model_dir = str(tmp_path_factory.mktemp("trained") / "run")
+    train.train(tiny(train_steps=2, val_examples=0), model_dir, verbose=0)
+    return model_dir
+
+
+def test_refuses_a_model_dir_with_another_model(trained_dir):
+    before = digest(trained_dir)
+    with pytest.raises(checkpoints.CheckpointError, match=r"hidden_size=16 \(flags: 32\); num_layers=1 \(flags: 2\)"):
+        train.train(tiny(num_layers=2, hidden_size=32), trained_dir, verbose=0)
+    with pytest.raises(checkpoints.CheckpointError, match=r"mixed_precision='float32' \(flags: 'mixed_bfloat16'\)"):
+        train.train(tiny(mixed_precision="mixed_bfloat16"), trained_dir, verbose=0)
+    assert digest(trained_dir) == before
+
+
+def test_save_weights_skips_non_finite_epochs(tmp_path):
+    model = ImageTransformer(image_shape=(4, 4, 1), attention="global", num_layers=1, hidden_size=8, num_heads=2,
+                             filter_size=8, num_mixtures=1)
+    callback = train.SaveWeights(str(tmp_path))
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"loss": float("nan"), "bits_per_dim": 1.0})
+    assert not os.path.exists(tmp_path / checkpoints.WEIGHTS_FILE)
+    callback.on_epoch_end(0, {"loss": 2.0, "bits_per_dim": 1.0})
+    assert os.path.exists(tmp_path / checkpoints.WEIGHTS_FILE)
+    assert [p for p in os.listdir(tmp_path) if p != checkpoints.WEIGHTS_FILE] == []  # no temporary left over
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One-line errors.
+# ----------------------------------------------------------------------------------------------------------------
+def run_main(module, capsys, parsed, *args):
+    """Runs `module.main` with flags `args` in-process; returns (exit status, stderr lines)."""
+    parsed(*args)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["prog"])
+    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def assert_one_line_error(code, lines, *words):
+    assert code == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and "Traceback" not in lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dataset=no_such_dataset"], ["--dataset=no_such_dataset", "Unknown dataset", "fashion_mnist"]),
+    (["--block_length=100"], ["--block_length=100", "784", "divisor"]),
+    (["--attention=local_2d", "--query_shape=8,16"], ["--query_shape", "(28, 28)"]),
+    (["--query_shape=8"], ["--query_shape=8", "2 comma-separated integers"]),
+    (["--hidden_size=30", "--num_heads=4"], ["--hidden_size=30", "--num_heads=4"]),
+    (["--strategy=multi_worker"], ["--strategy=multi_worker", "keras-team/keras/issues/20585", "mirrored"]),
+    (["--tpu=my-tpu"], ["--tpu='my-tpu'", "--strategy=tpu"]),
+    (["--val_split=validation"], ["--val_split=validation", "Unknown split", "test"]),
+    (["--steps_per_execution=3"], ["--train_steps=4", "multiple of --steps_per_execution=3"]),
+])
+def test_train_bad_flags_fail_with_one_line(args, words, tmp_path, capsys, parsed):
+    model_dir = tmp_path / "run"
+    code, lines = run_main(train, capsys, parsed, "--config=tiny", f"--model_dir={model_dir}", *args)
+    assert_one_line_error(code, lines, *words)
+    assert not model_dir.exists()  # nothing written
+
+
+def test_train_without_model_dir_fails_with_one_line(capsys, parsed):
+    code, lines = run_main(train, capsys, parsed, "--config=tiny")
+    assert_one_line_error(code, lines, "--model_dir is required")
+
+
+def test_train_refuses_another_model_and_corrupt_checkpoints(trained_dir, tmp_path, capsys, parsed):
+    before = digest(trained_dir)
+    code, lines = run_main(train, capsys, parsed, "--config=tiny", f"--model_dir={trained_dir}", "--num_heads=4")
+    assert_one_line_error(code, lines, f"--model_dir={trained_dir}", "num_heads=2 (flags: 4)")
+    assert digest(trained_dir) == before
+
+    for damaged, content in (("model.weights.h5", b"not hdf5"), ("config.json", b"{not json")):
+        model_dir = tmp_path / damaged
+        os.system(f"cp -r {trained_dir} {model_dir}")
+        (model_dir / damaged).write_bytes(content)
+        before = digest(model_dir)
+        code, lines = run_main(train, capsys, parsed, "--config=tiny", f"--model_dir={model_dir}",
+                               "--train_steps=4")
+        assert_one_line_error(code, lines, str(model_dir / damaged), "corrupt")
+        assert digest(model_dir) == before
+
+
+def test_evaluate_errors_are_one_line(trained_dir, tmp_path, capsys, parsed):
+    missing = tmp_path / "missing"
+    code, lines = run_main(evaluate, capsys, parsed, f"--model_dir={missing}")
+    assert_one_line_error(code, lines, f"--model_dir={missing}", "does not exist")
+    code, lines = run_main(evaluate, capsys, parsed)
+    assert_one_line_error(code, lines, "--model_dir is required")
+    code, lines = run_main(evaluate, capsys, parsed, f"--model_dir={trained_dir}", "--split=validation")
+    assert_one_line_error(code, lines, "--split=validation", "Unknown split", "test")
+
+    corrupt = tmp_path / "corrupt"
+    os.system(f"cp -r {trained_dir} {corrupt}")
+    with open(corrupt / checkpoints.WEIGHTS_FILE, "r+b") as f:
+        f.truncate(500)
+    code, lines = run_main(evaluate, capsys, parsed, f"--model_dir={corrupt}")
+    assert_one_line_error(code, lines, str(corrupt / checkpoints.WEIGHTS_FILE), "corrupt")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--attention=bad"], ["--attention=bad", "local_1d|local_2d|global"]),
+    (["--distribution=gaussian"], ["--distribution=gaussian", "dmol|categorical"]),
+    (["--block_length=0"], ["--block_length=0", "positive"]),
+    (["--strategy=parameter_server"], ["--strategy=parameter_server", "mirrored"]),
+    (["--config=huge"], ["--config=huge", "fashion_mnist_small"]),
+    (["--mixed_precision=float16"], ["--mixed_precision=float16", "mixed_float16"]),
+])
+def test_bad_flag_values_fail_parsing_with_one_line(args, words, capsys, parsed):
+    with pytest.raises(SystemExit) as exit_info:
+        parsed(*args)
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err.strip().splitlines(), *words)
+
+
+def run_cli(module, *args, env=None):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})))
+
+
+def errors_of(process):
+    """The lines of stderr that are not TensorFlow's own C++ start-up logs."""
+    tf_noise = ("WARNING: All log messages before absl::InitializeLog", "I0000 ", "W0000 ", "E0000 ",
+                "To enable the following instructions")
+    return [line for line in process.stderr.splitlines() if not line.startswith(tf_noise)]
+
+
+def test_cli_processes_exit_with_one_line_and_no_traceback(tmp_path):
+    model_dir = tmp_path / "run"
+    for module, args, words in [
+        ("imagetransformer.train", ["--attention=bad", f"--model_dir={model_dir}"], ["--attention=bad"]),
+        ("imagetransformer.train", ["--config=tiny", "--block_length=100", f"--model_dir={model_dir}"],
+         ["--block_length=100", "784"]),
+        ("imagetransformer.evaluate", [f"--model_dir={model_dir}"], [f"--model_dir={model_dir}"]),
+    ]:
+        process = run_cli(module, *args)
+        assert "Traceback" not in process.stderr, process.stderr
+        assert_one_line_error(process.returncode, errors_of(process), *words)
+        assert process.stdout.strip() == ""
+    assert not model_dir.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Strategies.
+# ----------------------------------------------------------------------------------------------------------------
+def test_get_strategy_default_and_refusals():
+    assert distribute.get_strategy("default") is tf.distribute.get_strategy()
+    assert distribute.get_strategy("mirrored").num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
+    with pytest.raises(ValueError, match="20585"):
+        distribute.get_strategy("multi_worker")
+    with pytest.raises(ValueError, match="not supported.*default, mirrored, multi_worker, tpu"):
+        distribute.get_strategy("horovod")
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from imagetransformer import configs, train
+    model_dir = sys.argv[1]
+    try:
+        train.train(configs.get_config("tiny", batch_size=3), model_dir, strategy="mirrored", verbose=0)
+    except ValueError as e:
+        print("ODD BATCH:", e)
+    config = configs.get_config("tiny", train_steps=3, steps_per_epoch=3, batch_size=4, val_examples=6)
+    result = train.train(config, model_dir, strategy="mirrored", verbose=0)
+    variable = result.model.trainable_variables[0].value
+    resumed = train.train(dict(config, train_steps=5), model_dir, strategy="mirrored", verbose=0)
+    print("RESULT", json.dumps({
+        "resumed": [resumed.initial_step, resumed.final_step],
+        "replicas": json.load(open(os.path.join(model_dir, "config.json")))["train"]["replicas"],
+        "steps": result.final_step,
+        "mirrored": type(variable).__name__,
+        "loss": result.history.history["loss"][-1],
+        "val": result.history.history["val_bits_per_dim"][-1],
+    }))
+""")
+
+
+@needs_fashion_mnist
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    process = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "ODD BATCH: --batch_size=3 must be a multiple of the 2 replicas" in process.stdout
+    import json
+    result = json.loads(process.stdout.split("RESULT", 1)[1])
+    assert result["replicas"] == 2 and result["steps"] == 3
+    assert result["resumed"] == [3, 5]  # restored from model.weights.h5 into mirrored variables
+    assert result["mirrored"] == "MirroredVariable", result
+    assert np.isfinite(result["loss"]) and np.isfinite(result["val"])
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@needs_fashion_mnist
+def test_mixed_precision(policy, tmp_path):
+    result = train.train(tiny(mixed_precision=policy, train_steps=2, val_examples=4), str(tmp_path / "run"),
+                         verbose=0)
+    model = result.model
+    assert model.dtype_policy.name == policy
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
+    assert result.final_step == 2 and np.isfinite(result.history.history["loss"][-1])
+    images = np.zeros((2, 28, 28, 1), np.uint8)
+    assert model(images).dtype == tf.float32  # the head computes in float32
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The default configuration from the command line (minutes: run with -m slow).
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_default_command_line_trains_then_evaluates(tmp_path):
+    model_dir = tmp_path / "demo"
+    process = run_cli("imagetransformer.train", f"--model_dir={model_dir}", "--train_steps=40",
+                      "--steps_per_epoch=20", "--val_examples=64", "--verbose=2")
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "Trained steps 0..40" in process.stdout
+    config = checkpoints.load_config(str(model_dir))
+    assert config["model"]["attention"] == "local_1d" and config["model"]["block_length"] == 112
+    process = run_cli("imagetransformer.evaluate", f"--model_dir={model_dir}", "--eval_examples=200")
+    assert process.returncode == 0, process.stderr[-3000:]
+    bits = float(process.stdout.strip().splitlines()[-1].split(": ")[1])
+    assert 1.0 < bits < 6.0
