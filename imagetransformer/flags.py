@@ -106,6 +106,10 @@ def define_train_flags():
     _define("integer", "train_steps", None,
             "Total optimizer steps; a resumed run trains until the model has taken this many "
             f"{_default('train_steps')}", lower_bound=1)
+    _define("float", "train_minutes", None,
+            "Wall-clock budget: stop after this many minutes of training even before --train_steps (the weights "
+            "of the last step are saved; a later run with the same flags resumes). Default: no budget.",
+            lower_bound=0.0)
     _define("float", "learning_rate", None,
             f"Peak Adam learning rate, reached after the warm-up {_default('learning_rate')}", lower_bound=1e-12)
     _define("integer", "warmup_steps", None,

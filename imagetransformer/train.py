@@ -179,6 +179,22 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopAfterMinutes(keras.callbacks.Callback):
+    """Stops training after `minutes` of wall time in `fit` (a time budget, e.g. for equal-budget comparisons)."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self._start >= self.seconds:
+            self.model.stop_training = True
+
+
 class StepTimer(keras.callbacks.Callback):
     """Measures training steps per second, leaving out the first execution (tracing) and validation."""
 
@@ -364,7 +380,7 @@ def build_model(config, image_shape, strategy):
     return model
 
 
-def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbacks=()):
+def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbacks=(), train_minutes=None):
     """Trains (or resumes training) the model of `config` into `model_dir`: what `python -m
     imagetransformer.train` does.
 
@@ -375,6 +391,8 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         tpu: `--tpu`, with `strategy="tpu"`.
         verbose: Keras `fit` verbosity.
         callbacks: extra Keras callbacks, called after this module's.
+        train_minutes: optional wall-clock budget; training stops after it (weights saved) even before
+            `train_steps`.
 
     Returns:
         A `TrainResult`.
@@ -447,6 +465,7 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         SaveWeights(model_dir),
         TensorBoard(os.path.join(model_dir, LOGS_DIR), update_freq=min(steps_per_epoch, 10), write_graph=False),
         timer,
+        *([StopAfterMinutes(train_minutes)] if train_minutes is not None else []),
         *callbacks,
     ]
     print(f"Training {model.count_params():,} parameters ({model_kwargs['attention']}, {model_kwargs['num_layers']} "
@@ -472,7 +491,7 @@ def main(argv):
     with it_flags.exit_on_user_errors():
         try:
             result = train(config_from_flags(), FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
-                           verbose=int(FLAGS.verbose))
+                           verbose=int(FLAGS.verbose), train_minutes=FLAGS.train_minutes)
         except FloatingPointError as e:
             it_flags.fail(e)
         except KeyboardInterrupt:

@@ -539,3 +539,18 @@ def test_default_command_line_trains_then_evaluates(tmp_path):
     assert process.returncode == 0, process.stderr[-3000:]
     bits = float(process.stdout.strip().splitlines()[-1].split(": ")[1])
     assert 1.0 < bits < 6.0
+
+
+def test_stop_after_minutes_ends_fit_early():
+    import keras
+    import numpy as np
+
+    import imagetransformer as it
+    from conftest import tiny_kwargs
+    from imagetransformer.train import StopAfterMinutes
+
+    model = it.ImageTransformer(**tiny_kwargs(image_shape=(4, 4, 1)))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images = np.zeros((64, 4, 4, 1), np.uint8)
+    model.fit(images, batch_size=4, epochs=3, verbose=0, callbacks=[StopAfterMinutes(0.0)])
+    assert int(model.optimizer.iterations) == 1  # stopped after the first step of the first epoch
