@@ -203,8 +203,15 @@ class ImageTransformer(keras.Model):
     # --------------------------------------------------------------------------------------------------------------
     # Forward passes.
     # --------------------------------------------------------------------------------------------------------------
+    def prefill_length(self, known_length):
+        """Positions the prefill of `known_length` given positions runs over: whole attention blocks."""
+        unit = self.decoder_blocks[0].attention.prefix_unit
+        return min(self.order.length, -(-int(known_length) // unit) * unit)
+
     def hidden_states(self, tokens, training=None, cache_position=None):
         """Tokens `[B, length, token]` in generation order -> final hidden states `[B, length, hidden]`.
+
+        `tokens` may also be a prefix of the sequence, `prefill_length(n)` positions long.
 
         With `cache_position` also returns every layer's key/value cache as a step at that position expects
         it (the prefill of cached decoding).

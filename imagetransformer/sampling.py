@@ -70,7 +70,8 @@ class Decoder:
         """Per-layer caches holding the keys/values of the first `known_length` positions of `tokens`."""
         if known_length == 0:
             return self.model.init_caches(tf.shape(tokens)[0])
-        _, caches = self.model.hidden_states(tokens, training=False, cache_position=tf.constant(known_length))
+        prefix = tokens[:, : self.model.prefill_length(known_length)]  # only the blocks that hold known positions
+        _, caches = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length))
         return caches
 
     def decode(self, tokens, caches, start, stop, noise, temperature, params=None):

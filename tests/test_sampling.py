@@ -21,10 +21,15 @@ def _model(attention, distribution, image_shape=(4, 4, 3)):
     return it.ImageTransformer(**kwargs)
 
 
-@pytest.mark.parametrize("known_rows", [0, 2])
+@pytest.mark.parametrize("known_rows", [0, 1, 2])
 @pytest.mark.parametrize("attention,distribution", CASES)
 def test_cached_step_parameters_equal_teacher_forced_parameters(attention, distribution, known_rows):
+    if attention == "local_2d" and known_rows % 2:
+        pytest.skip("local_2d completes whole query blocks (2 rows here)")
     model = _model(attention, distribution)
+    if attention == "local_1d":
+        model = it.ImageTransformer(**{**model.get_config(), "block_length": 2 * model.order.grid_shape[1]})
+        # Blocks of 2 rows: a 1-row prefill covers half a block and is rounded up to a whole block.
     images = random_images(2, model.image_shape)
     completed, step_params = it.complete(model, images, known_rows, seed=7, return_params=True)
     teacher_forced = model(completed).numpy()

@@ -76,8 +76,13 @@ class MaskedSelfAttention(keras.layers.Layer):
         weights = self.softmax(logits, mask=mask)
         return tf.einsum("bhnqm,bnmhd->bnqhd", weights, v)
 
+    # Teacher-forced calls also accept a prefix of the sequence whose length is a multiple of this (the prefill
+    # of cached decoding runs only over the known positions).
+    prefix_unit = 1
+
     def call(self, x, cache_position=None):
-        """Teacher-forced attention. `x`: `[batch, length, hidden]` in generation order.
+        """Teacher-forced attention. `x`: `[batch, length, hidden]` in generation order (or a prefix of it, a
+        multiple of `prefix_unit` positions long).
 
         With `cache_position` (a scalar) also returns the cache that a `step` at that position expects: the
         prefill of cached decoding. Entries at or after `cache_position` are overwritten by later steps before
@@ -148,7 +153,8 @@ class MaskedSelfAttention(keras.layers.Layer):
         raise NotImplementedError
 
     def cache_from_sequence(self, k, v, position):
-        """The cache a step at `position` expects, from keys/values `[batch, length, heads, depth]`."""
+        """The cache a step at `position` expects, from keys/values `[batch, prefix, heads, depth]` of the first
+        `prefix >= position` positions."""
         raise NotImplementedError
 
     def _write(self, cache, k, v, position):

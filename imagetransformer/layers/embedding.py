@@ -56,7 +56,8 @@ class PixelEmbedding(keras.layers.Layer):
         **kwargs: forwarded to `keras.layers.Layer`.
 
     Shapes:
-        `call(tokens)`: int tokens `[batch, length, token_size]` -> `[batch, length, hidden_size]`.
+        `call(tokens)`: int tokens `[batch, length, token_size]` -> `[batch, length, hidden_size]` (or a prefix
+        of the sequence: `[batch, prefix, ...]`).
         `step(previous_token, position)`: `[batch, token_size]`, scalar -> `[batch, 1, hidden_size]`.
 
     Example:
@@ -106,12 +107,13 @@ class PixelEmbedding(keras.layers.Layer):
 
     def call(self, tokens):
         tokens = tf.cast(tokens, tf.int32)
-        values = self.value_embedding(tokens + self._offsets)  # [batch, length, token_size, hidden]
+        offsets = self._offsets[: tokens.shape[1]] if self.subpixels else self._offsets
+        values = self.value_embedding(tokens + offsets)  # [batch, length, token_size, hidden]
         values = tf.reduce_sum(values, axis=2)  # [batch, length, hidden]
         batch = tf.shape(values)[0]
         start = tf.tile(tf.cast(self.start, values.dtype)[None, None, :], [batch, 1, 1])
         shifted = tf.concat([start, values[:, :-1]], axis=1)  # input at p is the value at p - 1
-        return shifted + self._position_signal()[None]
+        return shifted + self._position_signal()[None, : tokens.shape[1]]  # tokens may be a prefix
 
     def step(self, previous_token, position):
         """The input vector of one position, given the token generated at `position - 1`.

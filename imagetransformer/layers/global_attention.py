@@ -46,7 +46,11 @@ class GlobalSelfAttention(MaskedSelfAttention):
 
     def cache_from_sequence(self, k, v, position):
         del position
-        return {"keys": tf.transpose(k, [0, 2, 1, 3]), "values": tf.transpose(v, [0, 2, 1, 3])}
+
+        def layout(x):  # [batch, prefix, heads, depth] -> [batch, heads, length, depth]
+            return tf.pad(tf.transpose(x, [0, 2, 1, 3]), [[0, 0], [0, 0], [0, self.length - x.shape[1]], [0, 0]])
+
+        return {"keys": layout(k), "values": layout(v)}
 
     def _write(self, cache, k, v, position):
         return {"keys": self._write_slot(cache["keys"], k, position),

@@ -67,16 +67,21 @@ class LocalSelfAttention1D(MaskedSelfAttention):
         # [batch, length, heads, depth] -> [batch, memory_length + length, heads, depth]
         return tf.pad(x, [[0, 0], [self.memory_length, 0], [0, 0], [0, 0]])
 
+    @property
+    def prefix_unit(self):
+        return self.block_length
+
     def _attend_sequence(self, q, k, v):
         block, memory = self.block_length, self.memory_length
-        batch = tf.shape(q)[0]
-        q = tf.reshape(q, [batch, self.num_blocks, block, self.num_heads, self.depth])
+        batch, length = tf.shape(q)[0], q.shape[1]  # length: all positions, or a prefix of whole blocks
+        blocks = length // block
+        q = tf.reshape(q, [batch, blocks, block, self.num_heads, self.depth])
         # Each block's memory: an overlapping frame of the front-padded sequence.
         # [batch, blocks, memory_length + block_length, heads, depth]
         k = tf.signal.frame(self._pad_front(k), memory + block, block, axis=1)
         v = tf.signal.frame(self._pad_front(v), memory + block, block, axis=1)
-        out = self._attend(q, k, v, self._mask)  # [batch, blocks, block_length, heads, depth]
-        return tf.reshape(out, [batch, self.length, self.num_heads, self.depth])
+        out = self._attend(q, k, v, self._mask[:blocks])  # [batch, blocks, block_length, heads, depth]
+        return tf.reshape(out, [batch, length, self.num_heads, self.depth])
 
     # Cached decoding: the window is a ring buffer of `memory_length + block_length` slots; position p lives in
     # slot p mod size. The window of a block is that many consecutive positions, so a new block overwrites exactly
