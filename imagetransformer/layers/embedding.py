@@ -98,11 +98,15 @@ class PixelEmbedding(keras.layers.Layer):
                 initializer=keras.initializers.RandomNormal(stddev=1.0),
             )
 
-    def _position_signal(self):
-        # [length, hidden]: what identifies the position being predicted.
-        signal = tf.constant(self._timing, dtype=self.compute_dtype)
+    def _position_signal(self, positions=slice(None)):
+        """What identifies the positions being predicted (`positions`: a slice, or one position as a scalar).
+
+        Returns `[positions, hidden]`, or `[hidden]` for one position.
+        """
+        signal = tf.constant(self._timing, dtype=self.compute_dtype)[positions]
         if self.subpixels:
-            signal += tf.gather(tf.cast(self.channel_embedding, self.compute_dtype), self._position_channels)
+            channels = tf.constant(self._position_channels)[positions]
+            signal += tf.gather(tf.cast(self.channel_embedding, self.compute_dtype), channels)
         return signal
 
     def call(self, tokens):
@@ -113,7 +117,7 @@ class PixelEmbedding(keras.layers.Layer):
         batch = tf.shape(values)[0]
         start = tf.tile(tf.cast(self.start, values.dtype)[None, None, :], [batch, 1, 1])
         shifted = tf.concat([start, values[:, :-1]], axis=1)  # input at p is the value at p - 1
-        return shifted + self._position_signal()[None, : tokens.shape[1]]  # tokens may be a prefix
+        return shifted + self._position_signal(slice(tokens.shape[1]))[None]  # tokens may be a prefix
 
     def step(self, previous_token, position):
         """The input vector of one position, given the token generated at `position - 1`.
@@ -128,7 +132,7 @@ class PixelEmbedding(keras.layers.Layer):
         values = tf.reduce_sum(self.value_embedding(tf.cast(previous_token, tf.int32) + offsets), axis=1)
         start = tf.cast(self.start, values.dtype)[None, :]
         values = tf.where(position > 0, values, start)  # [batch, hidden]
-        signal = tf.gather(self._position_signal(), position)
+        signal = self._position_signal(position)  # only this position's row
         return (values + signal)[:, None, :]
 
     def compute_output_shape(self, input_shape):
