@@ -146,9 +146,9 @@ class Decoder:
                 progress.update(position - known_length)
         return tokens, (tf.transpose(params, [1, 0, 2]) if keep_params else None)
 
-    def run_naive(self, tokens, known_length, noise, temperature, progress=None):
-        """Reference decoding: one full forward pass per generated position."""
-        for position in range(known_length, self.order.length):
+    def run_naive(self, tokens, known_length, noise, temperature, progress=None, stop=None):
+        """Reference decoding: one full forward pass per generated position (up to `stop`, default all)."""
+        for position in range(known_length, stop or self.order.length):
             params = self._forward_fn(tokens)[:, position]  # [B, P]
             token = self.head.sample(params, noise[:, position], temperature)
             tokens = tf.concat([tokens[:, :position], token[:, None], tokens[:, position + 1 :]], axis=1)
