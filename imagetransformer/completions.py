@@ -11,7 +11,7 @@ Each row of the grid shows the given top rows (the rest grey), the model's compl
 
 import math
 
-from absl import app, flags, logging
+from absl import flags, logging
 import numpy as np
 
 from imagetransformer import checkpoints
@@ -35,14 +35,6 @@ flags.DEFINE_bool("use_cache", True, "Use the cached decoder (False: the naive o
 flags.DEFINE_integer("scale", 4, "Upscaling of each image in the grid.", lower_bound=1)
 
 
-def default_known_rows(model):
-    """Half the image height, rounded down to whole query blocks for local_2d attention."""
-    rows = model.image_shape[0] // 2
-    if model.attention_type == "local_2d":
-        rows -= rows % model.query_shape[0]
-    return rows
-
-
 def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=0, split="test", data_dir=None,
         unconditional=False, use_cache=True, scale=4, progress=True):
     """Writes the grid to `output` and returns the generated images (uint8 `[num_images, H, W, C]`)."""
@@ -58,7 +50,7 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
         rows = [list(samples[i : i + per_row]) for i in range(0, num_images, per_row)]
         visualize.save_png(visualize.image_grid(rows, scale=scale), output)
         return samples
-    known_rows = default_known_rows(model) if known_rows is None else known_rows
+    known_rows = sampling.default_known_rows(model) if known_rows is None else known_rows
     model.order.known_length(known_rows)  # validates before any data is read
     config = checkpoints.load_config(model_dir).get("data") or {}
     dataset = config.get("dataset")

@@ -110,6 +110,9 @@ def define_train_flags():
             "Wall-clock budget: stop after this many minutes of training even before --train_steps (the weights "
             "of the last step are saved; a later run with the same flags resumes). Default: no budget.",
             lower_bound=0.0)
+    _define("integer", "summary_images", 4,
+            "At each epoch end, complete this many validation images (bottom half from the top half) and show "
+            "the grid in TensorBoard's images tab (model_dir/logs/images); 0 disables.", lower_bound=0)
     _define("float", "learning_rate", None,
             f"Peak Adam learning rate, reached after the warm-up {_default('learning_rate')}", lower_bound=1e-12)
     _define("integer", "warmup_steps", None,

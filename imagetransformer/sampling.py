@@ -166,6 +166,14 @@ def get_decoder(model, jit_compile=True):
     return decoders[key]
 
 
+def default_known_rows(model):
+    """Half the image height, rounded down to whole query blocks for local_2d attention."""
+    rows = model.image_shape[0] // 2
+    if model.attention_type == "local_2d":
+        rows -= rows % model.query_shape[0]
+    return rows
+
+
 def _check_temperature(temperature, batch_size):
     temperature = np.broadcast_to(np.asarray(temperature, np.float32), [batch_size])
     if not np.all(np.isfinite(temperature)) or np.any(temperature <= 0):

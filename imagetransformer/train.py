@@ -48,6 +48,7 @@ from imagetransformer import configs
 from imagetransformer import data as data_lib
 from imagetransformer import distribute
 from imagetransformer import flags as it_flags
+from imagetransformer import visualize
 from imagetransformer.model import ImageTransformer
 from imagetransformer.schedules import WarmupRsqrtDecay
 
@@ -258,6 +259,17 @@ class TensorBoard(keras.callbacks.TensorBoard):
 # ----------------------------------------------------------------------------------------------------------------
 # Model directory.
 # ----------------------------------------------------------------------------------------------------------------
+def _completion_images(val_data, count, model_dir):
+    """The `CompletionImages` callback on the first `count` validation images, if it can run."""
+    if not count or val_data is None:
+        return []
+    if importlib.util.find_spec("tensorboard") is None:
+        logging.warning("Not writing completion images: tf.summary.image needs the tensorboard package.")
+        return []
+    images = np.stack(list(val_data.dataset.take(count).as_numpy_iterator()))
+    return [visualize.CompletionImages(images, os.path.join(model_dir, LOGS_DIR, "images"))]
+
+
 def _normalized(value):
     """JSON-comparable form (tuples as lists)."""
     if isinstance(value, (list, tuple)):
@@ -380,7 +392,8 @@ def build_model(config, image_shape, strategy):
     return model
 
 
-def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbacks=(), train_minutes=None):
+def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbacks=(), train_minutes=None,
+          summary_images=0):
     """Trains (or resumes training) the model of `config` into `model_dir`: what `python -m
     imagetransformer.train` does.
 
@@ -393,6 +406,8 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         callbacks: extra Keras callbacks, called after this module's.
         train_minutes: optional wall-clock budget; training stops after it (weights saved) even before
             `train_steps`.
+        summary_images: complete this many validation images at each epoch end and show the grid in
+            TensorBoard (needs the `tensorboard` package and validation data); 0 disables.
 
     Returns:
         A `TrainResult`.
@@ -466,6 +481,7 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         TensorBoard(os.path.join(model_dir, LOGS_DIR), update_freq=min(steps_per_epoch, 10), write_graph=False),
         timer,
         *([StopAfterMinutes(train_minutes)] if train_minutes is not None else []),
+        *_completion_images(val_data, summary_images, model_dir),
         *callbacks,
     ]
     print(f"Training {model.count_params():,} parameters ({model_kwargs['attention']}, {model_kwargs['num_layers']} "
@@ -491,7 +507,8 @@ def main(argv):
     with it_flags.exit_on_user_errors():
         try:
             result = train(config_from_flags(), FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
-                           verbose=int(FLAGS.verbose), train_minutes=FLAGS.train_minutes)
+                           verbose=int(FLAGS.verbose), train_minutes=FLAGS.train_minutes,
+                           summary_images=FLAGS.summary_images)
         except FloatingPointError as e:
             it_flags.fail(e)
         except KeyboardInterrupt:

@@ -2,9 +2,12 @@
 
 import os
 
+import keras
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 
+from imagetransformer import sampling
 from imagetransformer.checkpoints import atomic_path
 
 
@@ -55,3 +58,33 @@ def completion_rows(given, completed, originals, known_rows, shade=128):
         shown[known_rows:] = shade
         rows.append([shown, completed_image, original])
     return rows
+
+
+class CompletionImages(keras.callbacks.Callback):
+    """Writes a completion grid of fixed images to TensorBoard at each epoch end ("images" tab).
+
+    Each row: the given top rows, the model's completion (seed 0), the original. Decoding runs the cached
+    decoder without XLA (no compilation during training). Needs the `tensorboard` package for `tf.summary.image`.
+
+    Args:
+        images: uint8 `[N, H, W, C]`, e.g. the first validation images.
+        log_dir: TensorBoard directory (an `images` subdirectory is written).
+        scale: integer upscaling of each image in the grid.
+    """
+
+    def __init__(self, images, log_dir, scale=4):
+        super().__init__()
+        self.images = np.asarray(images, np.uint8)
+        self.scale = scale
+        self._writer = tf.summary.create_file_writer(log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        known_rows = sampling.default_known_rows(self.model)
+        completed = sampling.complete(self.model, self.images, known_rows, seed=0, jit_compile=False).numpy()
+        rows = completion_rows(self.images, completed, self.images, known_rows)
+        grid = image_grid(rows, scale=self.scale)
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        # record_if(True): Keras' TensorBoard callback may leave a step-based recording condition in place.
+        with self._writer.as_default(), tf.summary.record_if(True):
+            tf.summary.image("completions", grid[None], step=step)
+        self._writer.flush()

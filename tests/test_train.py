@@ -554,3 +554,31 @@ def test_stop_after_minutes_ends_fit_early():
     images = np.zeros((64, 4, 4, 1), np.uint8)
     model.fit(images, batch_size=4, epochs=3, verbose=0, callbacks=[StopAfterMinutes(0.0)])
     assert int(model.optimizer.iterations) == 1  # stopped after the first step of the first epoch
+
+
+def test_completion_images_are_written_to_tensorboard(tmp_path):
+    import glob
+
+    import numpy as np
+    from tensorboard.backend.event_processing import event_accumulator
+
+    import imagetransformer as it
+    from conftest import tiny_kwargs
+    from imagetransformer import visualize
+
+    model = it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=(4, 4, 1)))
+    model.compile(optimizer="adam")
+    images = np.random.RandomState(0).randint(0, 256, (2, 4, 4, 1)).astype(np.uint8)
+    log_dir = str(tmp_path / "images")
+    model.fit(images, batch_size=2, epochs=2, verbose=0,
+              callbacks=[visualize.CompletionImages(images, log_dir, scale=1)])
+    import tensorflow as tf
+
+    events = event_accumulator.EventAccumulator(glob.glob(f"{log_dir}/events.*")[0], size_guidance={"tensors": 0})
+    events.Reload()
+    written = events.Tensors("completions")  # TF2 image summaries: [width, height, PNG] string tensors
+    assert [e.step for e in written] == [1, 2]  # one grid per epoch, numbered by optimizer step
+    width, height, png = tf.make_ndarray(written[-1].tensor_proto)
+    grid = tf.io.decode_png(png).numpy()
+    assert (int(width), int(height)) == (3 * 6 + 2, 2 * 6 + 2)  # 2 rows of 3 tiles of 4 px + padding
+    np.testing.assert_array_equal(grid[2:6, 14:18], images[0])  # the last tile of the first row: the original
