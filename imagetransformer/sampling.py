@@ -13,7 +13,6 @@ into batches). A seed given as one int `s` means seed pairs `(s, i)` for image `
 means pairs `(seed_i, 0)`.
 """
 
-import math
 import weakref
 
 import keras
@@ -214,7 +213,7 @@ def complete(
     known_length = model.order.known_length(known_rows)
     temperature = _check_temperature(temperature, batch_size)
     seeds = per_image_seeds(seed, batch_size)
-    order, head = model.order, model.head
+    order = model.order
     tokens = order.to_sequence(tf.cast(images, tf.int32))
     # Nothing past the known rows is read: clear it so a result never depends on it.
     keep = tf.cast(tf.range(order.length) < known_length, tf.int32)[None, :, None]

@@ -5,9 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import imagetransformer as it
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
     DecoderBlock,

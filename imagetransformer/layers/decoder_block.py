@@ -1,7 +1,6 @@
 """One Transformer decoder block: masked self-attention and a feed-forward network, each as a residual branch."""
 
 import keras
-import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="imagetransformer")
