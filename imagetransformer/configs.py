@@ -91,6 +91,8 @@ CIFAR10_LOCAL_1D = dict(
     val_examples=10_000,
 )
 CIFAR10_LOCAL_2D = dict(CIFAR10_LOCAL_1D, attention="local_2d")
+# Full causal attention over all 1024 positions: the reference the local variants approximate.
+CIFAR10_GLOBAL = dict(CIFAR10_LOCAL_1D, attention="global")
 
 # For tests: seconds per run. Block sizes divide both Fashion-MNIST (28 x 28) and CIFAR-10 (32 x 32) grids.
 TINY = dict(
@@ -118,6 +120,7 @@ CONFIGS = {
     "fashion_mnist_small": FASHION_MNIST_SMALL,
     "cifar10_local_1d": CIFAR10_LOCAL_1D,
     "cifar10_local_2d": CIFAR10_LOCAL_2D,
+    "cifar10_global": CIFAR10_GLOBAL,
     "tiny": TINY,
 }
 DEFAULT_CONFIG = "fashion_mnist_small"

@@ -66,7 +66,7 @@ def define_train_flags():
     _define_common()
     _define("enum", "config", configs.DEFAULT_CONFIG, list(configs.CONFIGS),
             "Named configuration (imagetransformer/configs.py) that the flags below start from: "
-            "fashion_mnist_small (small local 1D model, minutes on a CPU), cifar10_local_1d / cifar10_local_2d "
+            "fashion_mnist_small (small local 1D model, minutes on a CPU), cifar10_local_1d / cifar10_local_2d / cifar10_global "
             "(the paper's CIFAR-10 sizes), tiny (tests). A flag given on the command line overrides it.")
     # Data.
     _define("string", "dataset", None,

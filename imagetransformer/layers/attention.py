@@ -21,8 +21,24 @@ import keras
 import tensorflow as tf
 
 
+def masking_bias(mask, dtype):
+    """Additive attention bias of a bool `mask` (True = may attend): 0 where allowed, a large negative elsewhere.
+
+    Adding it to the scores before the softmax masks them in one elementwise pass (Keras' `Softmax(mask=...)`
+    selects twice, before and after, which costs two extra passes over the score tensor forward and backward).
+    Every query here sees at least itself, so no row is masked entirely.
+    """
+    dtype = tf.as_dtype(dtype)
+    large_negative = -3e4 if dtype == tf.float16 else -1e9
+    return tf.where(mask, tf.zeros([], dtype), tf.constant(large_negative, dtype))
+
+
 class MaskedSelfAttention(keras.layers.Layer):
     """Base class: fused query/key/value projection, masked softmax attention, output projection.
+
+    Queries, keys and values are kept heads-major, `[batch, heads, time, depth]`, from the projection on: query
+    blocks are then a reshape of the time axis, and both attention products are plain batched matrix
+    products over `[batch, heads, blocks]` with no transposes of the large score tensor.
 
     Args:
         num_heads: number of attention heads; the input size must be a multiple of it.
@@ -32,7 +48,6 @@ class MaskedSelfAttention(keras.layers.Layer):
     def __init__(self, num_heads, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
-        self.softmax = keras.layers.Softmax(axis=-1, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]
@@ -41,40 +56,43 @@ class MaskedSelfAttention(keras.layers.Layer):
                 f"hidden_size={hidden_size} must be a multiple of num_heads={self.num_heads}."
             )
         self.depth = hidden_size // self.num_heads
-        # One matmul for queries, keys and values: [batch, time, 3, heads, depth].
+        # One matmul for queries, keys and values, heads-major: [batch, 3, heads, time, depth].
         self.qkv = keras.layers.EinsumDense(
-            "btd,dnhk->btnhk", output_shape=(None, 3, self.num_heads, self.depth), name="qkv",
+            "btd,dnhk->bnhtk", output_shape=(3, self.num_heads, None, self.depth), name="qkv",
             kernel_initializer="glorot_uniform", dtype=self.dtype_policy,
         )
         self.qkv.build(input_shape)
         self.output_dense = keras.layers.EinsumDense(
-            "bthk,hkd->btd", output_shape=(None, hidden_size), name="output", dtype=self.dtype_policy,
+            "bhtk,hkd->btd", output_shape=(None, hidden_size), name="output", dtype=self.dtype_policy,
         )
-        self.output_dense.build((None, None, self.num_heads, self.depth))
+        self.output_dense.build((None, self.num_heads, None, self.depth))
 
     # ----------------------------------------------------------------------------------------------------------
     # Shared pieces.
     # ----------------------------------------------------------------------------------------------------------
     def _project(self, x):
-        """`[batch, time, hidden]` -> queries (pre-scaled), keys, values, each `[batch, time, heads, depth]`."""
-        qkv = self.qkv(x)
-        q, k, v = tf.unstack(qkv, 3, axis=2)
+        """`[batch, time, hidden]` -> queries (pre-scaled), keys, values, each `[batch, heads, time, depth]`."""
+        q, k, v = tf.unstack(self.qkv(x), 3, axis=1)
         return q * tf.cast(self.depth**-0.5, q.dtype), k, v
 
-    def _attend(self, q, k, v, mask):
+    @staticmethod
+    def _attend(q, k, v, bias):
         """Attention of query blocks over their memories.
 
         Args:
-            q: `[batch, blocks, query_len, heads, depth]`.
-            k, v: `[batch, blocks, memory_len, heads, depth]`.
-            mask: bool, broadcastable to `[batch, heads, blocks, query_len, memory_len]`; True = may attend.
+            q: `[batch, heads, blocks, query_len, depth]`.
+            k, v: `[batch, heads, blocks, memory_len, depth]`.
+            bias: `masking_bias` of the mask, broadcastable to `[batch, heads, blocks, query_len, memory_len]`.
 
         Returns:
-            `[batch, blocks, query_len, heads, depth]`.
+            `[batch, heads, blocks, query_len, depth]`.
         """
-        logits = tf.einsum("bnqhd,bnmhd->bhnqm", q, k)  # [batch, heads, blocks, query_len, memory_len]
-        weights = self.softmax(logits, mask=mask)
-        return tf.einsum("bhnqm,bnmhd->bnqhd", weights, v)
+        logits = tf.matmul(q, k, transpose_b=True) + bias  # [batch, heads, blocks, query_len, memory_len]
+        return tf.matmul(tf.nn.softmax(logits), v)
+
+    def _bias(self, mask):
+        """`masking_bias` of a constant NumPy mask, in the layer's compute dtype."""
+        return masking_bias(tf.constant(mask), self.compute_dtype)
 
     # Teacher-forced calls also accept a prefix of the sequence whose length is a multiple of this (the prefill
     # of cached decoding runs only over the known positions).
@@ -89,8 +107,7 @@ class MaskedSelfAttention(keras.layers.Layer):
         any step reads them.
         """
         q, k, v = self._project(x)
-        out = self._attend_sequence(q, k, v)  # [batch, length, heads, depth]
-        y = self.output_dense(out)
+        y = self.output_dense(self._attend_sequence(q, k, v))  # [batch, heads, length, depth] -> [.., hidden]
         if cache_position is not None:
             return y, self.cache_from_sequence(k, v, cache_position)
         return y
@@ -107,11 +124,10 @@ class MaskedSelfAttention(keras.layers.Layer):
         Returns:
             `([batch, 1, hidden], updated cache)`.
         """
-        q, k, v = self._project(x)  # [batch, 1, heads, depth]
-        cache = self._write(cache, k[:, 0], v[:, 0], position)
-        logits = tf.einsum("bqhd,bhwd->bhqw", q, cache["keys"])  # [batch, heads, 1, window]
-        weights = self.softmax(logits, mask=self._window_mask(position))
-        out = tf.einsum("bhqw,bhwd->bqhd", weights, cache["values"])  # [batch, 1, heads, depth]
+        q, k, v = self._project(x)  # [batch, heads, 1, depth]
+        cache = self._write(cache, k[:, :, 0], v[:, :, 0], position)
+        bias = masking_bias(self._window_mask(position), q.dtype)  # [window]
+        out = self._attend(q, cache["keys"], cache["values"], bias)  # [batch, heads, 1, depth]
         return self.output_dense(out), cache
 
     @staticmethod
@@ -145,7 +161,7 @@ class MaskedSelfAttention(keras.layers.Layer):
     # What a variant defines.
     # ----------------------------------------------------------------------------------------------------------
     def _attend_sequence(self, q, k, v):
-        """q, k, v: `[batch, length, heads, depth]` -> `[batch, length, heads, depth]`."""
+        """q, k, v: `[batch, heads, length, depth]` -> `[batch, heads, length, depth]`."""
         raise NotImplementedError
 
     def init_cache(self, batch_size, dtype):
@@ -153,7 +169,7 @@ class MaskedSelfAttention(keras.layers.Layer):
         raise NotImplementedError
 
     def cache_from_sequence(self, k, v, position):
-        """The cache a step at `position` expects, from keys/values `[batch, prefix, heads, depth]` of the first
+        """The cache a step at `position` expects, from keys/values `[batch, heads, prefix, depth]` of the first
         `prefix >= position` positions."""
         raise NotImplementedError
 

@@ -5,6 +5,7 @@ the local variants are tested against.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from imagetransformer.layers.attention import MaskedSelfAttention
@@ -34,11 +35,11 @@ class GlobalSelfAttention(MaskedSelfAttention):
         self.length = int(input_shape[1])
 
     def _attend_sequence(self, q, k, v):
-        length = tf.shape(q)[1]
-        causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)  # [query, key]
-        # One block holding the whole sequence: [batch, 1, length, heads, depth].
-        out = self._attend(q[:, None], k[:, None], v[:, None], causal[None])
-        return out[:, 0]
+        length = q.shape[2]
+        causal = np.tril(np.ones([length, length], bool))  # [query, key]
+        # One block holding the whole sequence: [batch, heads, 1, length, depth].
+        out = self._attend(q[:, :, None], k[:, :, None], v[:, :, None], self._bias(causal))
+        return out[:, :, 0]
 
     def init_cache(self, batch_size, dtype):
         shape = [batch_size, self.num_heads, self.length, self.depth]
@@ -47,8 +48,8 @@ class GlobalSelfAttention(MaskedSelfAttention):
     def cache_from_sequence(self, k, v, position):
         del position
 
-        def layout(x):  # [batch, prefix, heads, depth] -> [batch, heads, length, depth]
-            return tf.pad(tf.transpose(x, [0, 2, 1, 3]), [[0, 0], [0, 0], [0, self.length - x.shape[1]], [0, 0]])
+        def layout(x):  # [batch, heads, prefix, depth] -> [batch, heads, length, depth]
+            return tf.pad(x, [[0, 0], [0, 0], [0, self.length - x.shape[2]], [0, 0]])
 
         return {"keys": layout(k), "values": layout(v)}
 

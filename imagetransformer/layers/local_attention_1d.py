@@ -63,25 +63,23 @@ class LocalSelfAttention1D(MaskedSelfAttention):
         key = (np.arange(self.num_blocks) * block - memory)[:, None, None] + np.arange(memory + block)[None, None]
         self._mask = (key >= 0) & (key <= query)  # [blocks, block_length, memory_length + block_length]
 
-    def _pad_front(self, x):  # teacher-forced path
-        # [batch, length, heads, depth] -> [batch, memory_length + length, heads, depth]
-        return tf.pad(x, [[0, 0], [self.memory_length, 0], [0, 0], [0, 0]])
-
     @property
     def prefix_unit(self):
         return self.block_length
 
     def _attend_sequence(self, q, k, v):
         block, memory = self.block_length, self.memory_length
-        batch, length = tf.shape(q)[0], q.shape[1]  # length: all positions, or a prefix of whole blocks
+        batch, length = tf.shape(q)[0], q.shape[2]  # length: all positions, or a prefix of whole blocks
         blocks = length // block
-        q = tf.reshape(q, [batch, blocks, block, self.num_heads, self.depth])
-        # Each block's memory: an overlapping frame of the front-padded sequence.
-        # [batch, blocks, memory_length + block_length, heads, depth]
-        k = tf.signal.frame(self._pad_front(k), memory + block, block, axis=1)
-        v = tf.signal.frame(self._pad_front(v), memory + block, block, axis=1)
-        out = self._attend(q, k, v, self._mask[:blocks])  # [batch, blocks, block_length, heads, depth]
-        return tf.reshape(out, [batch, length, self.num_heads, self.depth])
+        q = tf.reshape(q, [batch, self.num_heads, blocks, block, self.depth])
+
+        def memories(x):
+            # Each block's memory: an overlapping frame of the front-padded sequence.
+            # [batch, heads, length, depth] -> [batch, heads, blocks, memory_length + block_length, depth]
+            return tf.signal.frame(tf.pad(x, [[0, 0], [0, 0], [memory, 0], [0, 0]]), memory + block, block, axis=2)
+
+        out = self._attend(q, memories(k), memories(v), self._bias(self._mask[:blocks]))
+        return tf.reshape(out, [batch, self.num_heads, length, self.depth])  # from [b, h, blocks, block, depth]
 
     # Cached decoding: the window is a ring buffer of `memory_length + block_length` slots; position p lives in
     # slot p mod size. The window of a block is that many consecutive positions, so a new block overwrites exactly
@@ -104,9 +102,8 @@ class LocalSelfAttention1D(MaskedSelfAttention):
         front = self.window_length  # enough padding for any slot position >= -window_length
         index = self._slot_positions(position - 1) + front
 
-        def window(x):
-            padded = tf.pad(x, [[0, 0], [front, 0], [0, 0], [0, 0]])
-            return tf.transpose(tf.gather(padded, index, axis=1), [0, 2, 1, 3])
+        def window(x):  # [batch, heads, prefix, depth] -> [batch, heads, window, depth]
+            return tf.gather(tf.pad(x, [[0, 0], [0, 0], [front, 0], [0, 0]]), index, axis=2)
 
         return {"keys": window(k), "values": window(v)}
 

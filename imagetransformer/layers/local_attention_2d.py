@@ -94,35 +94,35 @@ class LocalSelfAttention2D(MaskedSelfAttention):
         return self.query_length * self.num_blocks[1]  # one row of query blocks
 
     def _to_padded_grid(self, x, full_height=False):
-        """`[batch, length, heads, depth]` (block-raster; `length` may be a prefix of whole block rows) ->
-        `[batch, fh + rows, fw + cols + fw, heads, depth]`, `rows` those of the prefix or, with `full_height`, of
+        """`[batch, heads, length, depth]` (block-raster; `length` may be a prefix of whole block rows) ->
+        `[batch, heads, fh + rows, fw + cols + fw, depth]`, `rows` those of the prefix or, with `full_height`, of
         the grid (zeros below the prefix)."""
         (_, cols), (qh, qw), (fh, fw) = self.grid_shape, self.query_shape, self.memory_flange
         nbw = self.num_blocks[1]
-        nbh, rows = x.shape[1] // self.prefix_unit, x.shape[1] // cols
+        nbh, rows = x.shape[2] // self.prefix_unit, x.shape[2] // cols
         batch = tf.shape(x)[0]
-        x = tf.reshape(x, [batch, nbh, nbw, qh, qw, self.num_heads, self.depth])
-        x = tf.transpose(x, [0, 1, 3, 2, 4, 5, 6])  # [batch, nbh, qh, nbw, qw, heads, depth]
-        x = tf.reshape(x, [batch, rows, cols, self.num_heads, self.depth])
+        x = tf.reshape(x, [batch, self.num_heads, nbh, nbw, qh, qw, self.depth])
+        x = tf.transpose(x, [0, 1, 2, 4, 3, 5, 6])  # [batch, heads, nbh, qh, nbw, qw, depth]
+        x = tf.reshape(x, [batch, self.num_heads, rows, cols, self.depth])
         below = self.grid_shape[0] - rows if full_height else 0
-        return tf.pad(x, [[0, 0], [fh, below], [fw, fw], [0, 0], [0, 0]])
+        return tf.pad(x, [[0, 0], [0, 0], [fh, below], [fw, fw], [0, 0]])
 
     def _memory_blocks(self, x):
-        """`[batch, length, heads, depth]` -> `[batch, blocks, memory_length, heads, depth]`."""
+        """`[batch, heads, length, depth]` -> `[batch, heads, blocks, memory_length, depth]`."""
         (qh, qw), (mh, mw) = self.query_shape, self.memory_shape
-        nbh, nbw = x.shape[1] // self.prefix_unit, self.num_blocks[1]
+        nbh, nbw = x.shape[2] // self.prefix_unit, self.num_blocks[1]
         batch = tf.shape(x)[0]
         grid = self._to_padded_grid(x)
-        grid = tf.signal.frame(grid, mh, qh, axis=1)  # [batch, nbh, mh, padded_cols, heads, depth]
-        grid = tf.signal.frame(grid, mw, qw, axis=3)  # [batch, nbh, mh, nbw, mw, heads, depth]
-        grid = tf.transpose(grid, [0, 1, 3, 2, 4, 5, 6])  # [batch, nbh, nbw, mh, mw, heads, depth]
-        return tf.reshape(grid, [batch, nbh * nbw, self.memory_length, self.num_heads, self.depth])
+        grid = tf.signal.frame(grid, mh, qh, axis=2)  # [batch, heads, nbh, mh, padded_cols, depth]
+        grid = tf.signal.frame(grid, mw, qw, axis=4)  # [batch, heads, nbh, mh, nbw, mw, depth]
+        grid = tf.transpose(grid, [0, 1, 2, 4, 3, 5, 6])  # [batch, heads, nbh, nbw, mh, mw, depth]
+        return tf.reshape(grid, [batch, self.num_heads, nbh * nbw, self.memory_length, self.depth])
 
     def _attend_sequence(self, q, k, v):
-        batch, blocks = tf.shape(q)[0], q.shape[1] // self.query_length  # all blocks, or whole block rows
-        q = tf.reshape(q, [batch, blocks, self.query_length, self.num_heads, self.depth])
-        out = self._attend(q, self._memory_blocks(k), self._memory_blocks(v), self._mask[:blocks])
-        return tf.reshape(out, [batch, blocks * self.query_length, self.num_heads, self.depth])
+        batch, blocks = tf.shape(q)[0], q.shape[2] // self.query_length  # all blocks, or whole block rows
+        q = tf.reshape(q, [batch, self.num_heads, blocks, self.query_length, self.depth])
+        out = self._attend(q, self._memory_blocks(k), self._memory_blocks(v), self._bias(self._mask[:blocks]))
+        return tf.reshape(out, [batch, self.num_heads, blocks * self.query_length, self.depth])
 
     # Cached decoding keeps the whole padded grid `[batch, heads, fh + rows, fw + cols + fw, depth]` (what later
     # blocks' memories read) and the current block's window `[batch, heads, memory_length, depth]`.
@@ -147,8 +147,8 @@ class LocalSelfAttention2D(MaskedSelfAttention):
         return tf.reshape(window, [tf.shape(grid)[0], self.num_heads, self.memory_length, self.depth])
 
     def cache_from_sequence(self, k, v, position):
-        grid_keys = tf.transpose(self._to_padded_grid(k, full_height=True), [0, 3, 1, 2, 4])
-        grid_values = tf.transpose(self._to_padded_grid(v, full_height=True), [0, 3, 1, 2, 4])
+        grid_keys = self._to_padded_grid(k, full_height=True)
+        grid_values = self._to_padded_grid(v, full_height=True)
         previous = tf.maximum(position - 1, 0)
         return {"keys": self._window_of(grid_keys, previous), "values": self._window_of(grid_values, previous),
                 "grid_keys": grid_keys, "grid_values": grid_values}
