@@ -40,6 +40,8 @@ flags.DEFINE_enum("jit_compile", "true", ["true", "false", "config"],
                   "XLA for the train step: on, off, or the configuration's own choice.")
 flags.DEFINE_enum("mixed_precision", "float32", list(configs.MIXED_PRECISION), "Dtype policy.")
 flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
+flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: TensorFlow's default).")
+flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads (0: TensorFlow's default).")
 
 IMAGE_SHAPES = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1)}
 
@@ -102,6 +104,8 @@ def time_config(name):
 
 def main(argv):
     del argv
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
     for name in FLAGS.configs:
         fp32 = matmul_peak(tf.float32, FLAGS.peak_size)
         bf16 = matmul_peak(tf.bfloat16, FLAGS.peak_size)

@@ -33,6 +33,36 @@ def masking_bias(mask, dtype):
     return tf.where(mask, tf.zeros([], dtype), tf.constant(large_negative, dtype))
 
 
+@tf.custom_gradient
+def dot_product_attention(q, k, v, bias):
+    """`softmax(q k^T + bias) v` over the last two axes, with a backward pass that never re-reads the scores.
+
+    The softmax gradient `w * (dw - rowsum(dw * w))` needs `rowsum(dw * w)`, which equals `rowsum(d_out * out)`
+    (as `dw = d_out v^T` and `out = w v`): a sum over `depth` instead of a pass over the whole
+    `[..., query_len, memory_len]` score tensor. This is the backward of flash attention, minus the tiling. The
+    scores are also not kept for the backward pass, only the attention weights.
+
+    Args:
+        q: `[..., query_len, depth]`; k, v: `[..., memory_len, depth]` (same leading axes).
+        bias: additive mask (`masking_bias`) broadcastable to `[..., query_len, memory_len]`; no gradient.
+
+    Returns:
+        `[..., query_len, depth]`.
+    """
+    weights = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) + bias)  # [..., query_len, memory_len]
+    out = tf.matmul(weights, v)
+
+    def grad(d_out):
+        d_weights = tf.matmul(d_out, v, transpose_b=True)  # [..., query_len, memory_len]
+        accumulate = tf.float64 if d_out.dtype == tf.float64 else tf.float32  # also for bfloat16 / float16
+        row = tf.reduce_sum(tf.cast(d_out, accumulate) * tf.cast(out, accumulate), axis=-1, keepdims=True)
+        d_logits = weights * (d_weights - tf.cast(row, d_weights.dtype))
+        return (tf.matmul(d_logits, k), tf.matmul(d_logits, q, transpose_a=True),
+                tf.matmul(weights, d_out, transpose_a=True), tf.zeros_like(bias))
+
+    return out, grad
+
+
 class MaskedSelfAttention(keras.layers.Layer):
     """Base class: fused query/key/value projection, masked softmax attention, output projection.
 
@@ -87,8 +117,7 @@ class MaskedSelfAttention(keras.layers.Layer):
         Returns:
             `[batch, heads, blocks, query_len, depth]`.
         """
-        logits = tf.matmul(q, k, transpose_b=True) + bias  # [batch, heads, blocks, query_len, memory_len]
-        return tf.matmul(tf.nn.softmax(logits), v)
+        return dot_product_attention(q, k, v, bias)  # scores: [batch, heads, blocks, query_len, memory_len]
 
     def _bias(self, mask):
         """`masking_bias` of a constant NumPy mask, in the layer's compute dtype."""
