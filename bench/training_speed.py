@@ -1,7 +1,7 @@
 """Training throughput against the machine's own matrix-multiply peak, measured side by side in one run.
 
     python bench/training_speed.py [--configs=cifar10_local_1d,cifar10_local_2d,cifar10_global,fashion_mnist_small]
-        [--batch_size=8] [--steps=12] [--jit_compile=true] [--mixed_precision=float32]
+        [--batch_size=8] [--steps=12] [--jit_compile=config] [--mixed_precision=float32]
 
 For each configuration, one JSON line: images/s and seconds per step (median over `--steps` training steps after
 two warm-up steps), the model's FLOPs per image (forward, counted by `bench/flops.py` and checked against the
@@ -36,8 +36,8 @@ flags.DEFINE_list("configs", ["cifar10_local_1d", "cifar10_local_2d", "cifar10_g
                   "Named configurations (imagetransformer/configs.py) to time.")
 flags.DEFINE_integer("batch_size", 8, "Images per training step.")
 flags.DEFINE_integer("steps", 12, "Timed training steps (median reported), after two warm-up steps.")
-flags.DEFINE_enum("jit_compile", "true", ["true", "false", "config"],
-                  "XLA for the train step: on, off, or the configuration's own choice.")
+flags.DEFINE_enum("jit_compile", "config", ["true", "false", "config"],
+                  "XLA for the train step: on, off, or the configuration's own choice (Keras: none on CPU).")
 flags.DEFINE_enum("mixed_precision", "float32", list(configs.MIXED_PRECISION), "Dtype policy.")
 flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul that measures the peak.")
 flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: TensorFlow's default).")
