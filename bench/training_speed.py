@@ -95,7 +95,7 @@ def time_config(name):
     return {
         "config": name, "attention": config["attention"], "image_shape": list(image_shape),
         "parameters": model.count_params(), "batch_size": FLAGS.batch_size,
-        "jit_compile": config["jit_compile"], "mixed_precision": FLAGS.mixed_precision,
+        "jit_compile": bool(model.jit_compile), "mixed_precision": FLAGS.mixed_precision,
         "step_s": round(step_s, 4), "images_per_s": round(FLAGS.batch_size / step_s, 3),
         "forward_gflop_per_image": round(forward / 1e9, 3), "graph_gflop_per_image": round(traced / 1e9, 3),
         "train_gflop_per_image": round(3 * forward / 1e9, 3), "achieved_gflop_s": round(achieved / 1e9, 1),
