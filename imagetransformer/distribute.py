@@ -17,7 +17,6 @@ import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
-KERAS_MULTI_WORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
 
 
 def get_strategy(name="default", tpu=None):
@@ -28,14 +27,16 @@ def get_strategy(name="default", tpu=None):
             - `"default"`: TensorFlow's default strategy (one device: the first GPU if any, else the CPU);
             - `"mirrored"`: `MirroredStrategy` over all local GPUs; without GPUs, over all logical CPU devices
               (one CPU device unless more were configured with `tf.config.set_logical_device_configuration`);
-            - `"multi_worker"`: `MultiWorkerMirroredStrategy` from `TF_CONFIG`. Refused for now: Keras 3's
-              `model.fit` fails under it (keras-team/keras issue 20585);
+            - `"multi_worker"`: `MultiWorkerMirroredStrategy` over the cluster of `TF_CONFIG` (every worker runs
+              the same command; collectives over gRPC, ring all-reduce on CPUs). `ImageTransformer` carries the
+              fix that Keras 3's `model.fit` needs under it (keras-team/keras issue 20585);
             - `"tpu"`: `TPUStrategy` on the TPU named by `tpu`.
         tpu: with `name="tpu"`: the TPU's name or `grpc://` address for `TPUClusterResolver` (`""` or None: the
             local TPU of a TPU VM, or the one named in `$TPU_NAME`). Must be None for other strategies.
 
     Raises:
-        ValueError: unknown name, `tpu` given without `name="tpu"`, no TPU found, or `"multi_worker"`.
+        ValueError: unknown name, `tpu` given without `name="tpu"`, no TPU found, or `"multi_worker"` without a
+            valid `TF_CONFIG`.
     """
     if name not in STRATEGIES:
         raise ValueError(f"--strategy={name!r} is not supported; choose one of {', '.join(STRATEGIES)}.")
@@ -46,7 +47,7 @@ def get_strategy(name="default", tpu=None):
     if name == "mirrored":
         return _mirrored()
     if name == "multi_worker":
-        raise ValueError(_multi_worker_refusal())
+        return _multi_worker()
     return _tpu(tpu)
 
 
@@ -58,19 +59,46 @@ def _mirrored():
     return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
-def _multi_worker_refusal():
-    cluster = ""
+def _multi_worker():
     tf_config = os.environ.get("TF_CONFIG")
-    if tf_config:
-        try:
-            cluster = f" (TF_CONFIG names {sum(len(v) for v in json.loads(tf_config)['cluster'].values())} tasks)"
-        except (ValueError, KeyError, TypeError, AttributeError):
-            cluster = " (TF_CONFIG is set but not valid JSON with a 'cluster')"
-    return (
-        f"--strategy=multi_worker is not supported yet{cluster}: Keras 3 model.fit fails under "
-        f"MultiWorkerMirroredStrategy ({KERAS_MULTI_WORKER_ISSUE}); use --strategy=mirrored for all GPUs of "
-        "one machine, or --strategy=tpu."
-    )
+    try:
+        task = json.loads(tf_config)["task"] if tf_config else None
+        cluster = json.loads(tf_config)["cluster"] if tf_config else None
+        valid = isinstance(cluster, dict) and task["type"] in cluster and 0 <= int(task["index"]) < len(
+            cluster[task["type"]])
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            "--strategy=multi_worker needs TF_CONFIG, a JSON object naming the cluster and this process' task, "
+            'e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+            '"index": 0}}\' (got ' + (repr(tf_config) if tf_config else "none") + ")."
+        )
+    communication = tf.distribute.experimental.CommunicationImplementation
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=communication.AUTO if tf.config.list_physical_devices("GPU") else communication.RING)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def is_chief(strategy):
+    """Whether this process writes the model directory: always, except for non-chief multi-worker tasks.
+
+    In a `TF_CONFIG` cluster the chief is the `chief` task or, without one, worker 0 (as in TensorFlow's own
+    multi-worker tutorials).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def task_name(strategy):
+    """`<task type>_<index>` of this process in a multi-worker cluster (for its private scratch directory)."""
+    resolver = strategy.cluster_resolver
+    return f"{resolver.task_type}_{resolver.task_id}"
 
 
 def _tpu(tpu):

@@ -145,7 +145,8 @@ def define_train_flags():
     # Devices.
     _define("enum", "strategy", "default", list(distribute.STRATEGIES),
             "tf.distribute strategy: default (one device), mirrored (all local GPUs, or all logical CPUs), "
-            "multi_worker (from TF_CONFIG; refused until Keras fixes keras-team/keras#20585), tpu (with --tpu).")
+            "multi_worker (MultiWorkerMirroredStrategy over the cluster in TF_CONFIG; run the same command on every "
+            "worker, the chief writes --model_dir), tpu (with --tpu).")
     _define("string", "tpu", None, "--strategy=tpu: TPU name or grpc:// address (default: the local TPU).")
     _define("enum", "verbose", "1", ["0", "1", "2"], "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line "
             "per epoch.")

@@ -299,6 +299,46 @@ class ImageTransformer(keras.Model):
             loss += tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
         return loss
 
+    # --------------------------------------------------------------------------------------------------------------
+    # Multi-worker training (keras-team/keras issue 20585).
+    # --------------------------------------------------------------------------------------------------------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds the training state from the model's own input spec instead of a reduced data batch.
+
+        Keras' TensorFlow trainer takes the first batch of the distributed iterator and, under a strategy,
+        reduces it across replicas (`strategy.reduce("MEAN", batch)`) only to learn its shape. Under
+        `MultiWorkerMirroredStrategy` that is a cross-worker collective, which uint8 images cannot take
+        (`CollectiveReduceV2` has no uint8 kernel), and it consumes a batch. The model knows its input
+        (`[batch, H, W, C]` uint8), so the symbolic build needs no data.
+        """
+        del iterator, data_batch
+        if self._distribute_strategy is None:
+            return  # no strategy: Keras builds when the train function is traced
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=tf.TensorSpec([None, *self.image_shape], tf.uint8))
+
+    def _in_multi_worker_mode(self):
+        strategy = self.distribute_strategy
+        return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
+
+    def _logs_for_reduction(self, logs):
+        """Per-replica logs `[1]` instead of scalars under multi-worker training.
+
+        Keras reduces the step's logs across workers with `strategy.reduce("MEAN", value, axis=0)`, which
+        fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). Metric values are the
+        same on every replica (their variables are synchronized), so their mean over a `[1]` axis is the value.
+        """
+        if not self._in_multi_worker_mode():
+            return logs
+        return tf.nest.map_structure(lambda value: tf.reshape(value, [1]), logs)
+
+    def train_step(self, data):
+        return self._logs_for_reduction(super().train_step(data))
+
+    def test_step(self, data):
+        return self._logs_for_reduction(super().test_step(data))
+
     def get_config(self):
         config = super().get_config()
         config.update(

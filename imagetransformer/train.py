@@ -57,6 +57,7 @@ it_flags.define_train_flags()
 flags.adopt_module_key_flags(it_flags)  # --help lists them
 
 BACKUP_DIR = "backup"
+WORKERS_DIR = "workers"  # non-chief workers' private directories in a multi-worker run
 LOGS_DIR = "logs"
 # Files of keras.callbacks.BackupAndRestore(double_checkpoint=True) in BACKUP_DIR.
 BACKUP_WEIGHTS = "latest.weights.h5"
@@ -423,6 +424,13 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     train_steps, batch_size = config["train_steps"], config["batch_size"]
     strategy_obj = distribute.get_strategy(strategy, tpu)
     replicas = strategy_obj.num_replicas_in_sync
+    if not distribute.is_chief(strategy_obj):
+        # A non-chief worker of a multi-worker run trains in lockstep with the chief (same steps, same weights) but
+        # writes its config, weights, backups and logs to a private directory, so that only the chief writes
+        # model_dir itself. Restarted with the same command, it resumes from its own backup, taken at the same
+        # steps as the chief's.
+        model_dir = os.path.join(model_dir, WORKERS_DIR, distribute.task_name(strategy_obj))
+        summary_images = 0
     if batch_size % replicas:
         raise ValueError(f"--batch_size={batch_size} must be a multiple of the {replicas} replicas of "
                          f"--strategy={strategy}.")
