@@ -113,3 +113,29 @@ def test_sigkill_mid_training_resumes_from_the_last_backup(tmp_path):
     model = train.build_model(configs.get_config("tiny"), (28, 28, 1), tf.distribute.get_strategy())
     model.load_weights(os.path.join(model_dir, checkpoints.WEIGHTS_FILE))
     assert train.optimizer_step(model) == train_steps  # the optimizer state saved with the weights
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_weights(tmp_path):
+    model_dir = tmp_path / "run"
+    good = subprocess.run(_train_command(model_dir, "--train_steps=2", "--verbose=0"), cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stderr[-2000:]
+    weights = model_dir / checkpoints.WEIGHTS_FILE
+    before = weights.read_bytes()
+
+    diverging = subprocess.run(
+        _train_command(model_dir, "--train_steps=8", "--steps_per_epoch=4", "--save_every=2",
+                       "--learning_rate=1e30", "--verbose=0"),
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert diverging.returncode == 1
+    assert "Traceback" not in diverging.stderr
+    last = diverging.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Training diverged") and "--learning_rate" in last, last
+    assert weights.read_bytes() == before  # the last good checkpoint, untouched
+    assert not (model_dir / train.BACKUP_DIR).exists()  # no diverged state to resume from
+
+    # The same directory trains on with a sane learning rate, from the good weights' step 2.
+    again = subprocess.run(_train_command(model_dir, "--train_steps=4", "--verbose=0"), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Resuming at step 2 of 4" in again.stdout and "Trained steps 2..4" in again.stdout
