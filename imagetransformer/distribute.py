@@ -62,10 +62,9 @@ def _mirrored():
 def _multi_worker():
     tf_config = os.environ.get("TF_CONFIG")
     try:
-        task = json.loads(tf_config)["task"] if tf_config else None
-        cluster = json.loads(tf_config)["cluster"] if tf_config else None
-        valid = isinstance(cluster, dict) and task["type"] in cluster and 0 <= int(task["index"]) < len(
-            cluster[task["type"]])
+        parsed = json.loads(tf_config or "null")
+        cluster, task = parsed["cluster"], parsed["task"]
+        valid = 0 <= int(task["index"]) < len(cluster[task["type"]])
     except (ValueError, KeyError, TypeError):
         valid = False
     if not valid:

@@ -58,7 +58,7 @@ def dot_product_attention(q, k, v, bias):
         row = tf.reduce_sum(tf.cast(d_out, accumulate) * tf.cast(out, accumulate), axis=-1, keepdims=True)
         d_logits = weights * (d_weights - tf.cast(row, d_weights.dtype))
         return (tf.matmul(d_logits, k), tf.matmul(d_logits, q, transpose_a=True),
-                tf.matmul(weights, d_out, transpose_a=True), tf.zeros_like(bias))
+                tf.matmul(weights, d_out, transpose_a=True), None)  # the mask is a constant
 
     return out, grad
 
