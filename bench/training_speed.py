@@ -48,9 +48,7 @@ IMAGE_SHAPES = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1)}
 
 def matmul_peak(dtype, n, repeats=10):
     """Median FLOP/s of an `n x n` matmul in `dtype` (in a tf.function, inputs resident)."""
-    a = tf.random.normal([n, n], dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    b = tf.cast(tf.random.normal([n, n], dtype=tf.float32), dtype)
+    a, b = (tf.cast(tf.random.normal([n, n]), dtype) for _ in range(2))
     fn = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
     fn().numpy()
     times = []
