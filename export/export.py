@@ -81,8 +81,9 @@ def known_rows_for(model):
     return known_rows
 
 
-def _check_shape(tf, x, expected, message):
-    """An op asserting that `x` has shape `expected` (ints, scalar tensors, or None for any size)."""
+def _check_shape(tf, x, expected, message, nonempty=False):
+    """An op asserting that `x` has shape `expected` (ints, scalar tensors, or None for any size) and, with
+    `nonempty`, at least one entry along its first axis (the decoder cannot generate a batch of 0 images)."""
     shape = tf.shape(x, out_type=tf.int64)
     rank = len(expected)
     padded = tf.concat([shape, tf.fill([rank], tf.constant(-1, tf.int64))], axis=0)[:rank]
@@ -90,6 +91,8 @@ def _check_shape(tf, x, expected, message):
     for i, size in enumerate(expected):
         if size is not None:
             ok = tf.logical_and(ok, tf.equal(padded[i], tf.cast(size, tf.int64)))
+    if nonempty:
+        ok = tf.logical_and(ok, padded[0] >= 1)
     return tf.debugging.Assert(ok, [message, "got shape", shape], summarize=16)
 
 
@@ -105,12 +108,13 @@ def signature_functions(model):
     known_length = order.known_length(known_rows)
     decoder = Decoder(model, jit_compile=False)
     top_message = (
-        f"top_half must be [batch, {known_rows}, {width}, {channels}] uint8 (the top {known_rows} of {height} rows)"
+        f"top_half must be [batch, {known_rows}, {width}, {channels}] uint8 (the top {known_rows} of {height} rows, "
+        "batch >= 1)"
     )
     images_message = f"images must be [batch, {height}, {width}, {channels}] uint8"
 
     def check_top_half(top_half):
-        return _check_shape(tf, top_half, [None, known_rows, width, channels], top_message)
+        return _check_shape(tf, top_half, [None, known_rows, width, channels], top_message, nonempty=True)
 
     def check_per_image(top_half, seed, temperature):
         batch = tf.shape(top_half, out_type=tf.int64)[0]
@@ -150,7 +154,8 @@ def signature_functions(model):
         return {"images": generate(top_half, seed, temperature)}
 
     def sample(seed):
-        check = _check_shape(tf, seed, [None], "seed must be [batch] int64: one seed per image")
+        check = _check_shape(tf, seed, [None], "seed must be [batch] int64: one seed per image, batch >= 1",
+                             nonempty=True)
         with tf.control_dependencies([check]):
             seed = tf.identity(seed)
         batch = tf.shape(seed)[0]

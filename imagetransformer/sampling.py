@@ -210,6 +210,8 @@ def complete(
             f"got {list(images.shape)}."
         )
     batch_size = int(images.shape[0])
+    if batch_size < 1:
+        raise ValueError("images must hold at least one image, got a batch of 0.")
     known_length = model.order.known_length(known_rows)
     temperature = _check_temperature(temperature, batch_size)
     seeds = per_image_seeds(seed, batch_size)
