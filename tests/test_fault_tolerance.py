@@ -139,3 +139,48 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_weights(tmp
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Resuming at step 2 of 4" in again.stdout and "Trained steps 2..4" in again.stdout
+
+
+def test_multi_worker_run_with_a_killed_worker_resumes_when_restarted(tmp_path):
+    model_dir = tmp_path / "run"
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    save_every, train_steps = 3, 18
+    flags = ["--strategy=multi_worker", f"--train_steps={train_steps}", "--steps_per_epoch=1",
+             f"--save_every={save_every}", "--batch_size=4", "--val_examples=0", "--verbose=2"]
+
+    def start(index):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        return subprocess.Popen(_train_command(model_dir, *flags), cwd=ROOT, env=_env(TF_CONFIG=tf_config),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    processes = [start(0), start(1)]
+    finished, deadline = 0, time.monotonic() + 240
+    for line in processes[1].stdout:
+        finished += bool(re.match(r"1/1 - ", line))
+        if finished >= 7 or time.monotonic() > deadline:
+            break
+    assert finished >= 7
+    processes[1].send_signal(signal.SIGKILL)  # worker 1 dies
+    processes[1].wait(timeout=60)
+    # The chief cannot go on without its peer; the cluster manager (here: the test) restarts both tasks.
+    try:
+        processes[0].wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait(timeout=60)
+
+    restarted = [start(0), start(1)]
+    outputs = [p.communicate(timeout=300)[0] for p in restarted]
+    steps = []
+    for process, output in zip(restarted, outputs):
+        assert process.returncode == 0, output[-3000:]
+        match = re.search(rf"Resuming at step (\d+) of {train_steps}", output)
+        assert match, output[-2000:]
+        steps.append(int(match.group(1)))
+        assert f"Trained steps {steps[-1]}..{train_steps}" in output
+    assert steps[0] == steps[1] and steps[0] % save_every == 0
+    assert finished - save_every <= steps[0] <= finished + 1  # at most one save interval repeated
+    chief = checkpoints.load_model(str(model_dir))
+    other = checkpoints.load_model(str(model_dir / train.WORKERS_DIR / "worker_1"))
+    for a, b in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
