@@ -21,6 +21,9 @@ Signatures (every input carries the batch dimension, as TF Serving's request bat
 - `sample`: `{"seed": int64 [B]}` -> `{"images": uint8 [B, H, W, C]}`, temperature 1.0;
 - `log_prob`: `{"images": uint8 [B, H, W, C]}` -> `{"log_prob": float32 [B] (nats), "bits_per_dim": float32 [B]}`.
 
+A class-conditional model (`num_classes`) takes one more input in every signature, `"label": int64 [B]` (the class
+of each image, checked to be in `0..num_classes-1`).
+
 Image `i` is generated from the stateless seed pair `(seed[i], 0)`: the same pair `it.complete(model, images,
 known_rows=H//2, seed=seeds)` uses for a vector of seeds, so an image depends only on its own seed and top half,
 never on the rest of the batch. The signatures run the cached decoder (`Decoder(model, jit_compile=False)`): a
@@ -71,7 +74,7 @@ def known_rows_for(model):
     """Rows of the top half that the completion signatures take: `H // 2` (checked for local_2d)."""
     height = model.image_shape[0]
     known_rows = height // 2
-    if model.attention_type == "local_2d" and known_rows % model.query_shape[0]:
+    if known_rows % model.known_rows_multiple:
         raise ExportError(
             f"cannot export: the top half has {known_rows} rows (H//2 for H={height}), which is not a multiple of "
             f"the local_2d query block height {model.query_shape[0]} (query_shape={tuple(model.query_shape)}); "
@@ -112,6 +115,23 @@ def signature_functions(model):
         "batch >= 1)"
     )
     images_message = f"images must be [batch, {height}, {width}, {channels}] uint8"
+    num_classes = model.num_classes
+    label_specs = [tf.TensorSpec([None], tf.int64, name="label")] if model.conditional else []
+
+    def check_label(label, like):
+        """Checks of the `label` input against the batch of `like` (none for an unconditional model)."""
+        if label is None:
+            return []
+        batch = tf.shape(like, out_type=tf.int64)[0]
+        return [
+            _check_shape(tf, label, [batch], "label must be [batch] int64: one class per image"),
+            tf.debugging.Assert(tf.reduce_all(tf.logical_and(label >= 0, label < num_classes)),
+                                [f"label must be in 0..{num_classes - 1}, got", label], summarize=16),
+        ]
+
+    def checked(checks, *tensors):
+        with tf.control_dependencies(checks):
+            return [None if t is None else tf.identity(t) for t in tensors]
 
     def check_top_half(top_half):
         return _check_shape(tf, top_half, [None, known_rows, width, channels], top_message, nonempty=True)
@@ -129,57 +149,58 @@ def signature_functions(model):
             ),
         ]
 
-    def generate(top_half, seed, temperature):
+    def generate(top_half, seed, temperature, label):
         """top_half uint8 [B, known_rows, W, C] (checked) -> uint8 [B, H, W, C]."""
         batch = tf.shape(top_half)[0]
         bottom = tf.zeros([batch, height - known_rows, width, channels], tf.uint8)
         images = tf.concat([top_half, bottom], axis=1)
         tokens = order.to_sequence(tf.cast(images, tf.int32))
-        tokens = decoder.complete_tokens(tokens, known_length, per_image_seeds(seed, batch), temperature)
+        tokens = decoder.complete_tokens(tokens, known_length, per_image_seeds(seed, batch), temperature, label)
         return tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])
 
-    def serving_default(top_half):
+    def serving_default(top_half, label=None):
         with tf.control_dependencies([check_top_half(top_half)]):
-            top_half = tf.identity(top_half)
+            top_half, label = checked(check_label(label, top_half), top_half, label)
         batch = tf.shape(top_half)[0]
         seed = tf.fill([batch], tf.constant(SERVING_SEED, tf.int64))
         temperature = tf.fill([batch], tf.constant(SERVING_TEMPERATURE, tf.float32))
-        return {"images": generate(top_half, seed, temperature)}
+        return {"images": generate(top_half, seed, temperature, label)}
 
-    def complete(top_half, seed, temperature):
+    def complete(top_half, seed, temperature, label=None):
         with tf.control_dependencies([check_top_half(top_half)]):
-            checks = check_per_image(top_half, seed, temperature)
-        with tf.control_dependencies(checks):
-            top_half, seed, temperature = tf.identity(top_half), tf.identity(seed), tf.identity(temperature)
-        return {"images": generate(top_half, seed, temperature)}
+            checks = check_per_image(top_half, seed, temperature) + check_label(label, top_half)
+        top_half, seed, temperature, label = checked(checks, top_half, seed, temperature, label)
+        return {"images": generate(top_half, seed, temperature, label)}
 
-    def sample(seed):
+    def sample(seed, label=None):
         check = _check_shape(tf, seed, [None], "seed must be [batch] int64: one seed per image, batch >= 1",
                              nonempty=True)
         with tf.control_dependencies([check]):
-            seed = tf.identity(seed)
+            seed, label = checked(check_label(label, seed), seed, label)
         batch = tf.shape(seed)[0]
         tokens = tf.zeros([batch, order.length, order.token_size], tf.int32)
         temperature = tf.fill([batch], tf.constant(1.0, tf.float32))
-        tokens = decoder.complete_tokens(tokens, 0, per_image_seeds(seed, batch), temperature)
+        tokens = decoder.complete_tokens(tokens, 0, per_image_seeds(seed, batch), temperature, label)
         return {"images": tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])}
 
-    def log_prob(images):
+    def log_prob(images, label=None):
         with tf.control_dependencies([_check_shape(tf, images, [None, height, width, channels], images_message)]):
-            images = tf.ensure_shape(tf.identity(images), [None, height, width, channels])
-        log_p = model.log_prob(images)
+            images, label = checked(check_label(label, images), images, label)
+            images = tf.ensure_shape(images, [None, height, width, channels])
+        log_p = model.log_prob(images, label)
         return {"log_prob": log_p, "bits_per_dim": -log_p / (model.num_dimensions * math.log(2.0))}
 
     any4 = [None] * 4
     return {
-        "serving_default": (serving_default, [tf.TensorSpec(any4, tf.uint8, name="top_half")]),
+        "serving_default": (serving_default, [tf.TensorSpec(any4, tf.uint8, name="top_half"), *label_specs]),
         "complete": (complete, [
             tf.TensorSpec(any4, tf.uint8, name="top_half"),
             tf.TensorSpec([None], tf.int64, name="seed"),
             tf.TensorSpec([None], tf.float32, name="temperature"),
+            *label_specs,
         ]),
-        "sample": (sample, [tf.TensorSpec([None], tf.int64, name="seed")]),
-        "log_prob": (log_prob, [tf.TensorSpec(any4, tf.uint8, name="images")]),
+        "sample": (sample, [tf.TensorSpec([None], tf.int64, name="seed"), *label_specs]),
+        "log_prob": (log_prob, [tf.TensorSpec(any4, tf.uint8, name="images"), *label_specs]),
     }
 
 

@@ -5,6 +5,7 @@ import imagetransformer as it
 
 model = it.ImageTransformer(image_shape=(28, 28, 1), attention="local_1d", ...)
 model.log_prob(images)                                   # [B] nats
+baseline = it.PixelCNNPlusPlus(image_shape=(28, 28, 1), num_filters=14, num_resnets=2)  # same interface
 it.complete(model, images, known_rows=14, seed=0)        # bottom half from the top half
 ```
 Importing the package registers every layer and model with Keras, so `keras.models.load_model` opens saved
@@ -13,9 +14,13 @@ models with `safe_mode=True`.
 
 from imagetransformer import heads, layers, schedules
 from imagetransformer.model import ATTENTIONS, ImageTransformer
+from imagetransformer.pixelcnnpp import PixelCNNPlusPlus
 from imagetransformer.ordering import DISTRIBUTIONS, PixelOrder
 from imagetransformer.sampling import complete, sample
 
 __version__ = "0.1.0"
 
-__all__ = ["ATTENTIONS", "DISTRIBUTIONS", "ImageTransformer", "PixelOrder", "complete", "heads", "layers", "sample", "schedules"]
+__all__ = [
+    "ATTENTIONS", "DISTRIBUTIONS", "ImageTransformer", "PixelCNNPlusPlus", "PixelOrder", "complete", "heads",
+    "layers", "sample", "schedules",
+]

@@ -2,7 +2,7 @@
 
 ```
 model_dir/
-  config.json         {"model": ImageTransformer kwargs, "data": {...}, "train": {...}}
+  config.json         {"model": {"model": "image_transformer" | "pixelcnnpp", constructor kwargs}, "data", "train"}
   model.weights.h5    the latest weights (Keras `save_weights` format)
   backup/             BackupAndRestore state of an interrupted run
   logs/               TensorBoard
@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 
-from imagetransformer.model import ImageTransformer
+from imagetransformer import models
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -44,11 +44,8 @@ def atomic_path(path, suffix=""):
 
 
 def model_config(model):
-    """The constructor arguments of `model` (JSON-serializable), without Keras' name/dtype/trainable."""
-    config = model.get_config()
-    for key in ("name", "trainable", "dtype"):
-        config.pop(key, None)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    """The constructor arguments of `model` (JSON-serializable) and its architecture under `"model"`."""
+    return models.config_of(model)
 
 
 def save_config(model_dir, model_kwargs, **sections):
@@ -68,17 +65,17 @@ def load_config(model_dir):
     try:
         with open(path) as f:
             config = json.load(f)
-        config["model"]
+        config["model"].setdefault("model", models.DEFAULT_MODEL)  # written before there was a choice
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} is corrupt ({e}); restore it or train again.") from e
     return config
 
 
 def build_model(model_dir):
-    """An untrained `ImageTransformer` with the configuration stored in `model_dir`."""
+    """An untrained model (`ImageTransformer`, `PixelCNNPlusPlus`) with the configuration stored in `model_dir`."""
     path = os.path.join(model_dir, CONFIG_FILE)
     try:
-        return ImageTransformer(**load_config(model_dir)["model"])
+        return models.build(**load_config(model_dir)["model"])
     except (TypeError, ValueError) as e:
         if isinstance(e, CheckpointError):
             raise
@@ -92,7 +89,7 @@ def save_weights(model, model_dir):
 
 
 def load_model(model_dir):
-    """The `ImageTransformer` of `model_dir` with its latest weights.
+    """The model of `model_dir` with its latest weights.
 
     Raises:
         CheckpointError: the directory, its configuration or its weights are missing or corrupt.

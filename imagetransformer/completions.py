@@ -30,7 +30,8 @@ flags.DEFINE_float("temperature", 1.0, "Sampling temperature > 0 (1.0 samples th
 flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same images.")
 flags.DEFINE_string("split", "test", "Split of the model's dataset whose first images are completed.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: the one used in training).")
-flags.DEFINE_bool("unconditional", False, "Sample whole images instead of completing test images.")
+flags.DEFINE_bool("unconditional", False, "Sample whole images instead of completing test images (a class-"
+                  "conditional model samples the classes 0, 1, ... in turn).")
 flags.DEFINE_bool("use_cache", True, "Use the cached decoder (False: the naive one, one full pass per pixel).")
 flags.DEFINE_integer("scale", 4, "Upscaling of each image in the grid.", lower_bound=1)
 
@@ -44,8 +45,10 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
         raise ValueError(f"--output={output} must name a .png file.")
     model = checkpoints.load_model(model_dir)
     if unconditional:
+        # A class-conditional model samples the classes in turn: 0, 1, ..., num_classes - 1, 0, ...
+        labels = np.arange(num_images) % model.num_classes if model.conditional else None
         samples = sampling.sample(model, num_images, temperature=temperature, seed=seed, use_cache=use_cache,
-                                  progress=progress).numpy()
+                                  progress=progress, labels=labels).numpy()
         per_row = max(1, int(math.ceil(math.sqrt(num_images))))
         rows = [list(samples[i : i + per_row]) for i in range(0, num_images, per_row)]
         visualize.save_png(visualize.image_grid(rows, scale=scale), output)
@@ -57,10 +60,14 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
     if not dataset:
         raise checkpoints.CheckpointError(f"{model_dir}/{checkpoints.CONFIG_FILE} names no dataset to complete.")
     images = data_lib.load_images(dataset, split, data_dir=data_dir or config.get("data_dir"),
-                                  image_shape=model.image_shape)
-    originals = np.stack(list(images.dataset.take(num_images).as_numpy_iterator()))
+                                  image_shape=model.image_shape, with_labels=model.conditional)
+    elements = list(images.dataset.take(num_images).as_numpy_iterator())
+    labels = None
+    if model.conditional:  # each image completed given its own class
+        elements, labels = [e[0] for e in elements], np.array([e[1] for e in elements])
+    originals = np.stack(elements)
     completed = sampling.complete(model, originals, known_rows, temperature=temperature, seed=seed,
-                                  use_cache=use_cache, progress=progress).numpy()
+                                  use_cache=use_cache, progress=progress, labels=labels).numpy()
     rows = visualize.completion_rows(originals, completed, originals, known_rows)
     visualize.save_png(visualize.image_grid(rows, scale=scale), output)
     logging.info("Wrote %s.", output)

@@ -4,8 +4,10 @@ A configuration is a flat dict whose keys are the names of `imagetransformer.tra
 starts from `CONFIGS[NAME]` and every flag given on the command line overrides its key. The keys fall into three
 sections, which are also the sections of a model directory's `config.json`:
 
-- `DATA_KEYS`: which images (`dataset`, `data_dir`, `image_shape`);
-- `MODEL_KEYS`: the `ImageTransformer` constructor arguments (`image_shape` comes from the data);
+- `DATA_KEYS`: which images (`dataset`, `data_dir`, `image_shape`), and whether their class labels condition the
+  model (`conditional`: `none` or `class`; a class-conditional model gets `num_classes` from the dataset);
+- `MODEL_KEYS`: `model` (the architecture: `image_transformer` or `pixelcnnpp`) and the constructor arguments of
+  both architectures (`imagetransformer.models.build` passes each only its own; `image_shape` comes from the data);
 - `TRAIN_KEYS`: optimization, schedule, checkpointing and validation.
 
 ```python
@@ -17,8 +19,10 @@ data, model, train = configs.split(config)
 
 import copy
 
-DATA_KEYS = ("dataset", "data_dir", "image_shape")
+DATA_KEYS = ("dataset", "data_dir", "image_shape", "conditional")
+CONDITIONAL = ("none", "class")
 MODEL_KEYS = (
+    "model", "num_filters", "num_resnets", "num_scales",  # --model=pixelcnnpp
     "attention", "num_layers", "hidden_size", "num_heads", "filter_size", "dropout", "block_length",
     "memory_length", "query_shape", "memory_flange", "distribution", "num_mixtures",
 )
@@ -36,6 +40,13 @@ FASHION_MNIST_SMALL = dict(
     dataset="fashion_mnist",
     data_dir=None,
     image_shape=None,  # the dataset's own (28, 28, 1)
+    conditional="none",
+    model="image_transformer",
+    # PixelCNN++ (--model=pixelcnnpp): 14 filters, 2 gated resnets per scale, 3 scales: 186k parameters, about
+    # the 167k of this Image Transformer.
+    num_filters=14,
+    num_resnets=2,
+    num_scales=3,
     attention="local_1d",
     num_layers=3,
     hidden_size=64,
@@ -91,6 +102,10 @@ CIFAR10_LOCAL_1D = dict(
     val_examples=10_000,
 )
 CIFAR10_LOCAL_2D = dict(CIFAR10_LOCAL_1D, attention="local_2d")
+# PixelCNN++ at the paper's CIFAR-10 size (Salimans et al. 2017: 160 filters, 5 resnets, 3 scales, dropout 0.5).
+CIFAR10_PIXELCNNPP = dict(CIFAR10_LOCAL_1D, model="pixelcnnpp", num_filters=160, num_resnets=5, dropout=0.5,
+                          learning_rate=1e-3)
+FASHION_MNIST_PIXELCNNPP = dict(FASHION_MNIST_SMALL, model="pixelcnnpp")
 # Full causal attention over all 1024 positions: the reference the local variants approximate.
 CIFAR10_GLOBAL = dict(CIFAR10_LOCAL_1D, attention="global")
 
@@ -101,6 +116,8 @@ TINY = dict(
     hidden_size=16,
     num_heads=2,
     filter_size=32,
+    num_filters=4,
+    num_resnets=1,
     block_length=16,
     memory_length=16,
     query_shape=(4, 4),
@@ -121,6 +138,8 @@ CONFIGS = {
     "cifar10_local_1d": CIFAR10_LOCAL_1D,
     "cifar10_local_2d": CIFAR10_LOCAL_2D,
     "cifar10_global": CIFAR10_GLOBAL,
+    "cifar10_pixelcnnpp": CIFAR10_PIXELCNNPP,
+    "fashion_mnist_pixelcnnpp": FASHION_MNIST_PIXELCNNPP,
     "tiny": TINY,
 }
 DEFAULT_CONFIG = "fashion_mnist_small"

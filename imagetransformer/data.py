@@ -125,6 +125,13 @@ def load_images(
     return _fit_to_shape(data, name, image_shape, with_labels)
 
 
+def as_model_inputs(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Batches of `(images, labels)` pairs -> `{"images": ..., "labels": ...}` dicts, the inputs of a
+    class-conditional model (Keras' `fit` would take the second element of a pair for targets)."""
+    return dataset.map(lambda images, labels: {"images": images, "labels": tf.cast(labels, tf.int64)},
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def make_pipeline(
     dataset: tf.data.Dataset,
     batch_size: int,

@@ -75,20 +75,23 @@ def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BAT
             "by imagetransformer.train.")
     try:
         images = data_lib.load_images(dataset, split, data_dir=data_dir or data_config.get("data_dir"),
-                                      image_shape=model.image_shape)
+                                      image_shape=model.image_shape, with_labels=model.conditional)
     except (ValueError, RuntimeError) as e:
         raise type(e)(f"--split={split} of dataset {dataset}: {e}") from e
     dataset_ = images.dataset if eval_examples is None else images.dataset.take(int(eval_examples))
-    batches = data_lib.make_pipeline(dataset_, int(batch_size), training=False, cache=False)
+    batches = data_lib.make_pipeline(dataset_, int(batch_size), training=False, cache=False,
+                                     with_labels=model.conditional)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *model.image_shape], tf.uint8)])
-    def summed_bits(batch):
-        bits = model.bits_per_dim(batch)
+    @tf.function(input_signature=[tf.TensorSpec([None, *model.image_shape], tf.uint8),
+                                  tf.TensorSpec([None], tf.int64)])
+    def summed_bits(batch, labels):
+        bits = model.bits_per_dim(batch, labels if model.conditional else None)  # given its class if conditional
         return tf.reduce_sum(tf.cast(bits, tf.float64)), tf.shape(bits)[0]
 
     total, count = 0.0, 0
     for batch in batches:
-        batch_sum, batch_count = summed_bits(batch)
+        batch, labels = batch if model.conditional else (batch, tf.zeros([0], tf.int64))
+        batch_sum, batch_count = summed_bits(batch, tf.cast(labels, tf.int64))
         total += float(batch_sum)
         count += int(batch_count)
     if count == 0:

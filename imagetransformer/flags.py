@@ -18,7 +18,7 @@ import sys
 from absl import flags
 from absl import logging
 
-from imagetransformer import configs, distribute
+from imagetransformer import configs, distribute, models
 from imagetransformer.checkpoints import CheckpointError
 from imagetransformer.model import ATTENTIONS
 from imagetransformer.ordering import DISTRIBUTIONS
@@ -66,8 +66,9 @@ def define_train_flags():
     _define_common()
     _define("enum", "config", configs.DEFAULT_CONFIG, list(configs.CONFIGS),
             "Named configuration (imagetransformer/configs.py) that the flags below start from: "
-            "fashion_mnist_small (small local 1D model, minutes on a CPU), cifar10_local_1d / cifar10_local_2d / cifar10_global "
-            "(the paper's CIFAR-10 sizes), tiny (tests). A flag given on the command line overrides it.")
+            "fashion_mnist_small (small local 1D model, minutes on a CPU), fashion_mnist_pixelcnnpp (PixelCNN++ of "
+            "about its size), cifar10_local_1d / cifar10_local_2d / cifar10_global / cifar10_pixelcnnpp (the "
+            "papers' CIFAR-10 sizes), tiny (tests). A flag given on the command line overrides it.")
     # Data.
     _define("string", "dataset", None,
             "tensorflow-datasets image dataset: fashion_mnist, mnist, cifar10, imagenet_resized/32x32, ... "
@@ -75,7 +76,20 @@ def define_train_flags():
     _define("list", "image_shape", None,
             "H,W,C to crop and resize the images to (needed for datasets without a fixed image shape) "
             "(default: the dataset's own shape).")
+    _define("enum", "conditional", None, list(configs.CONDITIONAL),
+            "none: model the images alone; class: a class-conditional Image Transformer trained on the dataset's "
+            "labels (a learned class embedding added at every position; completion and sampling then take labels) "
+            f"{_default('conditional')}")
     # Model.
+    _define("enum", "model", None, list(models.MODELS),
+            "Architecture: image_transformer (the --attention flags below) or pixelcnnpp (PixelCNN++, the "
+            f"convolutional baseline: --num_filters, --num_resnets, --num_scales) {_default('model')}")
+    _define("integer", "num_filters", None, f"pixelcnnpp: channels of both streams {_default('num_filters')}",
+            lower_bound=1)
+    _define("integer", "num_resnets", None,
+            f"pixelcnnpp: gated residual blocks per scale {_default('num_resnets')}", lower_bound=1)
+    _define("integer", "num_scales", None,
+            f"pixelcnnpp: resolutions (each halves H and W) {_default('num_scales')}", lower_bound=1)
     _define("enum", "attention", None, list(ATTENTIONS),
             "Self-attention: local_1d (raster-order query blocks with a memory of earlier positions), local_2d "
             f"(2D query blocks with a memory flange above, left and right), global (full causal) "

@@ -14,12 +14,10 @@ tfp distributions. `compile(optimizer=...)` then `fit(images)` minimizes the neg
 dimension) with no targets, and reports bits/dim.
 """
 
-import math
-
 import keras
-import numpy as np
 import tensorflow as tf
 
+from imagetransformer.autoregressive import AutoregressiveImageModel
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
     DecoderBlock,
@@ -44,7 +42,7 @@ def _pair(value, name):
 
 
 @keras.saving.register_keras_serializable(package="imagetransformer")
-class ImageTransformer(keras.Model):
+class ImageTransformer(AutoregressiveImageModel):
     """Autoregressive image model with local 1D/2D or global masked self-attention.
 
     Args:
@@ -62,6 +60,8 @@ class ImageTransformer(keras.Model):
         distribution: `"dmol"` (one position per pixel) or `"categorical"` (one position per sub-pixel; the
             grid is `H x W*C`, which is what `block_length`, `query_shape` and `memory_flange` count in).
         num_mixtures: dmol mixture components.
+        num_classes: None (unconditional), or the number of classes of a class-conditional model: a learned
+            class embedding is added to every position, and inputs are `{"images": ..., "labels": int [B]}`.
         **kwargs: forwarded to `keras.Model` (`name`, `dtype`, ...).
 
     Example:
@@ -71,6 +71,8 @@ class ImageTransformer(keras.Model):
     >>> model.log_prob(images).shape
     TensorShape([2])
     """
+
+    supports_cache = True
 
     def __init__(
         self,
@@ -87,6 +89,7 @@ class ImageTransformer(keras.Model):
         memory_flange=(8, 16),
         distribution="dmol",
         num_mixtures=10,
+        num_classes=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,6 +131,9 @@ class ImageTransformer(keras.Model):
             )
         self.distribution = distribution
         self.num_mixtures = int(num_mixtures)
+        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
+            raise ValueError(f"num_classes={num_classes!r} must be None (unconditional) or an integer >= 1.")
+        self.num_classes = None if num_classes is None else int(num_classes)
 
         subpixels = distribution == "categorical"
         self.order = PixelOrder(self.image_shape, subpixels, self.query_shape if attention == "local_2d" else None)
@@ -140,6 +146,10 @@ class ImageTransformer(keras.Model):
         self.embedding = PixelEmbedding(
             self.image_shape, self.hidden_size, subpixels, self.order.query_shape, name="embedding"
         )
+        self.class_embedding = None
+        if self.conditional:
+            # Added to every position's embedding (also in each cached step).
+            self.class_embedding = keras.layers.Embedding(self.num_classes, self.hidden_size, name="class_embedding")
         self.decoder_blocks = [
             DecoderBlock(self._make_attention(i), self.filter_size, self.dropout, name=f"decoder_block_{i}")
             for i in range(self.num_layers)
@@ -151,19 +161,6 @@ class ImageTransformer(keras.Model):
             self.head = DiscretizedLogisticMixtureHead(self.num_mixtures, self.image_shape[-1], name="head")
         self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
         self.build((None, *self.image_shape))
-
-    @staticmethod
-    def _validate_image_shape(image_shape):
-        try:
-            shape = tuple(int(d) for d in image_shape)
-        except (TypeError, ValueError):
-            shape = ()
-        if len(shape) != 3 or min(shape) < 1 or shape[2] not in (1, 3):
-            raise ValueError(
-                f"image_shape={image_shape!r} must be (height, width, channels) with channels 1 (grayscale) "
-                "or 3 (RGB)."
-            )
-        return shape
 
     def _make_attention(self, index):
         name = f"attention_{index}"
@@ -178,27 +175,16 @@ class ImageTransformer(keras.Model):
     # --------------------------------------------------------------------------------------------------------------
     # Shapes and building.
     # --------------------------------------------------------------------------------------------------------------
-    @property
-    def num_dimensions(self):
-        """Sub-pixels per image (H * W * C): the denominator of bits/dim."""
-        return int(np.prod(self.image_shape))
-
     def build(self, input_shape=None):
         sequence_shape = (None, self.order.length, self.hidden_size)
         self.embedding.build((None, self.order.length, self.order.token_size))
+        if self.class_embedding is not None:
+            self.class_embedding.build((None,))
         for block in self.decoder_blocks:
             block.build(sequence_shape)
         self.final_norm.build(sequence_shape)
         self.head.build(sequence_shape)
         self.built = True
-
-    def _check_images(self, images):
-        shape = tuple(images.shape[1:])
-        if images.shape.rank != 4 or any(a is not None and a != b for a, b in zip(shape, self.image_shape)):
-            raise ValueError(
-                f"Expected images of shape [batch, {', '.join(map(str, self.image_shape))}] (the model's "
-                f"image_shape), got {list(images.shape)}."
-            )
 
     # --------------------------------------------------------------------------------------------------------------
     # Forward passes.
@@ -208,15 +194,26 @@ class ImageTransformer(keras.Model):
         unit = self.decoder_blocks[0].attention.prefix_unit
         return min(self.order.length, -(-int(known_length) // unit) * unit)
 
-    def hidden_states(self, tokens, training=None, cache_position=None):
+    def _condition(self, labels):
+        """The class embedding `[B, 1, hidden]` added to every position, or None for an unconditional model."""
+        self.check_labels(labels)
+        if labels is None:
+            return None
+        return self.class_embedding(labels)[:, None, :]  # [B, 1, hidden]
+
+    def hidden_states(self, tokens, training=None, cache_position=None, labels=None):
         """Tokens `[B, length, token]` in generation order -> final hidden states `[B, length, hidden]`.
 
-        `tokens` may also be a prefix of the sequence, `prefill_length(n)` positions long.
+        `tokens` may also be a prefix of the sequence, `prefill_length(n)` positions long. `labels` `[B]`: the
+        classes of a class-conditional model.
 
-        With `cache_position` also returns every layer's key/value cache as a step at that position expects
-        it (the prefill of cached decoding).
+        With `cache_position` also returns the decoder state a step at that position expects (the prefill of
+        cached decoding; see `init_caches`).
         """
-        x = self.embedding(tokens)
+        x = self.embedding(tokens)  # [B, length, hidden]
+        condition = self._condition(labels)
+        if condition is not None:
+            x = x + tf.cast(condition, x.dtype)
         caches = []
         for block in self.decoder_blocks:
             x = block(x, training=training, cache_position=cache_position)
@@ -224,120 +221,69 @@ class ImageTransformer(keras.Model):
                 x, cache = x
                 caches.append(cache)
         x = self.final_norm(x)
-        return x if cache_position is None else (x, caches)
+        return x if cache_position is None else (x, self._state(caches, condition))
 
-    def call(self, images, training=None):
-        """Head parameters for every position: dmol `[B, H, W, P]`, categorical `[B, H, W, C, 256]` (float32)."""
-        images = tf.convert_to_tensor(images)
+    def call(self, inputs, training=None):
+        """Head parameters for every position: dmol `[B, H, W, P]`, categorical `[B, H, W, C, 256]` (float32).
+
+        `inputs`: uint8 images `[B, H, W, C]`, or `{"images": ..., "labels": [B]}` for a class-conditional model.
+        """
+        images, labels = self.split_inputs(inputs)
         self._check_images(images)
         tokens = self.order.to_sequence(tf.cast(images, tf.int32))
-        params = self.head(self.hidden_states(tokens, training=training))  # [B, length, P]
+        params = self.sequence_params(tokens, training=training, labels=labels)  # [B, length, P]
         return self.order.from_sequence(params)
 
-    def step(self, previous_token, caches, position):
-        """One cached generation step: head parameters `[B, P]` of `position` and the updated caches."""
-        x = self.embedding.step(previous_token, position)
+    def sequence_params(self, tokens, training=None, labels=None):
+        """Head parameters `[B, length, P]` in generation order for tokens `[B, length, token]`."""
+        return self.head(self.hidden_states(tokens, training=training, labels=labels))
+
+    @property
+    def known_rows_multiple(self):
+        """local_2d generates whole query blocks: completion starts after a multiple of the block height."""
+        return self.query_shape[0] if self.attention_type == "local_2d" else 1
+
+    @property
+    def description(self):
+        return (f"Image Transformer, {self.attention_type} attention, {self.num_layers} layers, hidden "
+                f"{self.hidden_size}, {self.distribution}")
+
+    @staticmethod
+    def _state(caches, condition):
+        """The decoder state: `{"layers": per-layer key/value caches}`, and `"condition"` `[B, 1, hidden]` when
+        class-conditional."""
+        state = {"layers": caches}
+        if condition is not None:
+            state["condition"] = condition
+        return state
+
+    def step(self, previous_token, state, position):
+        """One cached generation step: head parameters `[B, P]` of `position` and the updated decoder state."""
+        x = self.embedding.step(previous_token, position)  # [B, 1, hidden]
+        if "condition" in state:
+            x = x + tf.cast(state["condition"], x.dtype)
         new_caches = []
-        for block, cache in zip(self.decoder_blocks, caches):
+        for block, cache in zip(self.decoder_blocks, state["layers"]):
             x, cache = block.step(x, cache, position)
             new_caches.append(cache)
-        return self.head(self.final_norm(x))[:, 0], new_caches
+        return self.head(self.final_norm(x))[:, 0], {**state, "layers": new_caches}
 
     @property
     def decode_period(self):
         """Positions per query block whose attention window the decoder must cut anew (`begin_block`)."""
         return self.decoder_blocks[0].attention.decode_period or self.order.length
 
-    def begin_block(self, caches, position):
-        """Caches with every layer's window moved to the query block that starts at `position`."""
-        return [block.attention.begin_block(cache, position) for block, cache in zip(self.decoder_blocks, caches)]
+    def begin_block(self, state, position):
+        """The decoder state with every layer's window moved to the query block that starts at `position`."""
+        caches = [block.attention.begin_block(cache, position)
+                  for block, cache in zip(self.decoder_blocks, state["layers"])]
+        return {**state, "layers": caches}
 
-    def init_caches(self, batch_size):
-        """Empty per-layer key/value caches for `batch_size` images."""
-        return [block.attention.init_cache(batch_size, self.compute_dtype) for block in self.decoder_blocks]
-
-    # --------------------------------------------------------------------------------------------------------------
-    # Likelihood.
-    # --------------------------------------------------------------------------------------------------------------
-    def _targets(self, images):
-        """Images in the layout of `call`'s parameters: pixels `[B,H,W,C]` or sub-pixels `[B,H,W,C,1]`."""
-        images = tf.cast(images, tf.int32)
-        return images[..., None] if self.distribution == "categorical" else images
-
-    def log_prob_from_params(self, params, images):
-        """Per-image log-probability `[B]` (nats) of `images` given the parameters `call` returned for them."""
-        per_position = self.head.log_prob(params, self._targets(images))
-        return tf.reduce_sum(tf.reshape(per_position, [tf.shape(per_position)[0], -1]), axis=1)
-
-    def log_prob(self, images):
-        """Exact log-probability (natural log) of each whole image: float32 `[B]`."""
-        images = tf.convert_to_tensor(images)
-        if not (images.dtype.is_integer or images.dtype.is_unsigned):
-            raise TypeError(f"images must be an integer tensor with values 0..255, got dtype {images.dtype.name}.")
-        return self.log_prob_from_params(self(images, training=False), images)
-
-    def bits_per_dim(self, images):
-        """`-log_prob / (H * W * C * ln 2)`: float32 `[B]`."""
-        return -self.log_prob(images) / (self.num_dimensions * math.log(2.0))
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Negative log-likelihood in nats per dimension, averaged over the batch; no targets needed.
-
-        Updates the `bits_per_dim` metric. Like Keras' own losses under `tf.distribute`, the replica's mean is
-        divided by the number of replicas, because gradients are summed across them.
-        """
-        del y, training
-        nats_per_dim = -self.log_prob_from_params(y_pred, x) / self.num_dimensions  # [B]
-        self.bits_per_dim_tracker.update_state(nats_per_dim / math.log(2.0), sample_weight=sample_weight)
-        if sample_weight is None:
-            loss = tf.reduce_mean(nats_per_dim)
-        else:
-            weights = tf.cast(tf.reshape(sample_weight, [-1]), nats_per_dim.dtype)
-            loss = tf.math.divide_no_nan(tf.reduce_sum(nats_per_dim * weights), tf.reduce_sum(weights))
-        loss /= tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
-        if self.losses:
-            loss += tf.add_n([tf.cast(extra, loss.dtype) for extra in self.losses])
-        return loss
-
-    # --------------------------------------------------------------------------------------------------------------
-    # Multi-worker training (keras-team/keras issue 20585).
-    # --------------------------------------------------------------------------------------------------------------
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Builds the training state from the model's own input spec instead of a reduced data batch.
-
-        Keras' TensorFlow trainer takes the first batch of the distributed iterator and, under a strategy,
-        reduces it across replicas (`strategy.reduce("MEAN", batch)`) only to learn its shape. Under
-        `MultiWorkerMirroredStrategy` that is a cross-worker collective, which uint8 images cannot take
-        (`CollectiveReduceV2` has no uint8 kernel), and it consumes a batch. The model knows its input
-        (`[batch, H, W, C]` uint8), so the symbolic build needs no data.
-        """
-        del iterator, data_batch
-        if self._distribute_strategy is None:
-            return  # no strategy: Keras builds when the train function is traced
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=tf.TensorSpec([None, *self.image_shape], tf.uint8))
-
-    def _in_multi_worker_mode(self):
-        strategy = self.distribute_strategy
-        return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-                and strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
-
-    def _logs_for_reduction(self, logs):
-        """Per-replica logs `[1]` instead of scalars under multi-worker training.
-
-        Keras reduces the step's logs across workers with `strategy.reduce("MEAN", value, axis=0)`, which
-        fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). Metric values are the
-        same on every replica (their variables are synchronized), so their mean over a `[1]` axis is the value.
-        """
-        if not self._in_multi_worker_mode():
-            return logs
-        return tf.nest.map_structure(lambda value: tf.reshape(value, [1]), logs)
-
-    def train_step(self, data):
-        return self._logs_for_reduction(super().train_step(data))
-
-    def test_step(self, data):
-        return self._logs_for_reduction(super().test_step(data))
+    def init_caches(self, batch_size, labels=None):
+        """The decoder state before any position: empty per-layer key/value caches for `batch_size` images (and
+        the class embedding of `labels` for a class-conditional model)."""
+        caches = [block.attention.init_cache(batch_size, self.compute_dtype) for block in self.decoder_blocks]
+        return self._state(caches, self._condition(labels))
 
     def get_config(self):
         config = super().get_config()
@@ -346,6 +292,6 @@ class ImageTransformer(keras.Model):
             hidden_size=self.hidden_size, num_heads=self.num_heads, filter_size=self.filter_size,
             dropout=self.dropout, block_length=self.block_length, memory_length=self.memory_length,
             query_shape=self.query_shape, memory_flange=self.memory_flange, distribution=self.distribution,
-            num_mixtures=self.num_mixtures,
+            num_mixtures=self.num_mixtures, num_classes=self.num_classes,
         )
         return config

@@ -45,7 +45,8 @@ class Decoder:
     standard TensorFlow ops, so the exported SavedModel signatures call them directly.
 
     Args:
-        model: an `ImageTransformer`.
+        model: an `ImageTransformer` (or a model without caches, such as `PixelCNNPlusPlus`: then only the
+            naive decoder and `decode_uncached` apply).
         jit_compile: compile the step loop with XLA (in-process sampling only; keep it out of exports).
     """
 
@@ -55,7 +56,8 @@ class Decoder:
         self.head = model.head
         self._decode_fn = tf.function(self.decode, jit_compile=jit_compile, reduce_retracing=True)
         self._prefill_fn = tf.function(self.prefill, reduce_retracing=True)
-        self._forward_fn = tf.function(lambda tokens: model.head(model.hidden_states(tokens, training=False)))
+        self._forward_fn = tf.function(
+            lambda tokens, labels=None: model.sequence_params(tokens, training=False, labels=labels))
         self._noise_fn = tf.function(per_image_noise)  # map_fn as a graph loop: ~10 us per image, not ~1 ms
 
     def noise(self, seeds):
@@ -65,12 +67,14 @@ class Decoder:
     # ----------------------------------------------------------------------------------------------------------
     # Graph building blocks.
     # ----------------------------------------------------------------------------------------------------------
-    def prefill(self, tokens, known_length):
-        """Per-layer caches holding the keys/values of the first `known_length` positions of `tokens`."""
+    def prefill(self, tokens, known_length, labels=None):
+        """The decoder state (per-layer caches) holding the keys/values of the first `known_length` positions of
+        `tokens`; `labels` `[B]` for a class-conditional model."""
         if known_length == 0:
-            return self.model.init_caches(tf.shape(tokens)[0])
+            return self.model.init_caches(tf.shape(tokens)[0], labels=labels)
         prefix = tokens[:, : self.model.prefill_length(known_length)]  # only the blocks that hold known positions
-        _, caches = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length))
+        _, caches = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length),
+                                             labels=labels)
         return caches
 
     def decode(self, tokens, caches, start, stop, noise, temperature, params=None):
@@ -78,7 +82,7 @@ class Decoder:
 
         Args:
             tokens: int32 `[B, length, token]`; positions before `start` are given.
-            caches: per-layer caches valid for positions before `start`.
+            caches: the decoder state (per-layer caches) valid for positions before `start`.
             start, stop: int32 scalars.
             noise: float32 `[B, length, noise_size]` uniforms.
             temperature: float32 `[B]`.
@@ -115,10 +119,31 @@ class Decoder:
         )
         return tf.transpose(canvas, [1, 0, 2]), caches, params
 
-    def complete_tokens(self, tokens, known_length, seeds, temperature):
+    def decode_uncached(self, tokens, start, stop, noise, temperature, labels=None):
+        """Generates positions `[start, stop)` in a `tf.while_loop`, re-running the whole network per position.
+
+        The decoder of models without caches (PixelCNN++); same arguments as `decode`, returns the tokens.
+        """
+        canvas = tf.transpose(tokens, [1, 0, 2])  # [length, B, token]
+        noise = tf.transpose(noise, [1, 0, 2])  # [length, B, noise_size]
+
+        def step(position, canvas):
+            params = self.model.sequence_params(tf.transpose(canvas, [1, 0, 2]), training=False,
+                                                labels=labels)  # [B, length, P]
+            params = tf.gather(params, position, axis=1)  # [B, P]
+            token = self.head.sample(params, tf.gather(noise, position), temperature)  # [B, token]
+            return position + 1, tf.tensor_scatter_nd_update(canvas, tf.reshape(position, [1, 1]), token[None])
+
+        _, canvas = tf.while_loop(lambda position, _: position < stop, step, (start, canvas))
+        return tf.transpose(canvas, [1, 0, 2])
+
+    def complete_tokens(self, tokens, known_length, seeds, temperature, labels=None):
         """Graph-only completion: tokens `[B, length, token]` with `known_length` given -> all generated."""
         noise = per_image_noise(seeds, self.order.length, self.head.noise_size)
-        caches = self.prefill(tokens, known_length)
+        if not self.model.supports_cache:
+            return self.decode_uncached(tokens, tf.constant(known_length, tf.int32), tf.constant(self.order.length),
+                                        noise, temperature, labels)
+        caches = self.prefill(tokens, known_length, labels)
         start = tf.constant(known_length, tf.int32)
         tokens, _, _ = self.decode(tokens, caches, start, tf.constant(self.order.length), noise, temperature)
         return tokens
@@ -126,10 +151,11 @@ class Decoder:
     # ----------------------------------------------------------------------------------------------------------
     # Eager drivers.
     # ----------------------------------------------------------------------------------------------------------
-    def run_cached(self, tokens, known_length, noise, temperature, chunk=None, progress=None, keep_params=False):
+    def run_cached(self, tokens, known_length, noise, temperature, chunk=None, progress=None, keep_params=False,
+                   labels=None):
         """Cached decoding, optionally in chunks of `chunk` positions (for a progress bar)."""
         length = self.order.length
-        caches = self._prefill_fn(tokens, known_length)
+        caches = self._prefill_fn(tokens, known_length, labels)
         params = None
         if keep_params:
             params = tf.zeros([length, tf.shape(tokens)[0], self.head.params_size], tf.float32)
@@ -145,10 +171,10 @@ class Decoder:
                 progress.update(position - known_length)
         return tokens, (tf.transpose(params, [1, 0, 2]) if keep_params else None)
 
-    def run_naive(self, tokens, known_length, noise, temperature, progress=None, stop=None):
+    def run_naive(self, tokens, known_length, noise, temperature, progress=None, stop=None, labels=None):
         """Reference decoding: one full forward pass per generated position (up to `stop`, default all)."""
         for position in range(known_length, stop or self.order.length):
-            params = self._forward_fn(tokens)[:, position]  # [B, P]
+            params = self._forward_fn(tokens, labels)[:, position]  # [B, P]
             token = self.head.sample(params, noise[:, position], temperature)
             tokens = tf.concat([tokens[:, :position], token[:, None], tokens[:, position + 1 :]], axis=1)
             if progress is not None:
@@ -168,9 +194,7 @@ def get_decoder(model, jit_compile=True):
 def default_known_rows(model):
     """Half the image height, rounded down to whole query blocks for local_2d attention."""
     rows = model.image_shape[0] // 2
-    if model.attention_type == "local_2d":
-        rows -= rows % model.query_shape[0]
-    return rows
+    return rows - rows % model.known_rows_multiple
 
 
 def _check_temperature(temperature, batch_size):
@@ -182,21 +206,24 @@ def _check_temperature(temperature, batch_size):
 
 def complete(
     model, images, known_rows, temperature=1.0, seed=0, use_cache=True, progress=False, return_params=False,
-    jit_compile=True,
+    jit_compile=True, labels=None,
 ):
     """Completes images from their first `known_rows` rows.
 
     Args:
-        model: an `ImageTransformer`.
+        model: an `ImageTransformer` or `PixelCNNPlusPlus`.
         images: integer `[B, H, W, C]` with values 0..255; only rows `< known_rows` are read.
         known_rows: rows given; for local_2d attention a multiple of the query block height.
         temperature: float or `[B]` floats > 0; 1.0 samples the model's distribution exactly.
         seed: int, or `[B]` ints (one per image); equal seeds give equal images.
-        use_cache: the cached decoder (True) or the naive reference that re-runs the network per position.
+        use_cache: the cached decoder (True) or the naive reference that re-runs the network per position. Models
+            without caches (`PixelCNNPlusPlus`) always decode naively.
         progress: show a Keras progress bar (decoding in chunks of rows).
         return_params: also return the head parameters of every step in image layout (as `model(images)`
             returns them; the given rows hold the prefill's parameters only for the cached decoder's steps).
         jit_compile: compile the cached step loop with XLA.
+        labels: int `[B]` in `0..num_classes-1`: the class of each image, for (and only for) a class-conditional
+            model.
 
     Returns:
         uint8 `[B, H, W, C]` (and the parameters if `return_params`).
@@ -212,6 +239,11 @@ def complete(
     batch_size = int(images.shape[0])
     if batch_size < 1:
         raise ValueError("images must hold at least one image, got a batch of 0.")
+    if labels is not None:
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank == 0:  # one class for every image
+            labels = tf.fill([batch_size], labels)
+    model.check_labels(labels, images)
     known_length = model.order.known_length(known_rows)
     temperature = _check_temperature(temperature, batch_size)
     seeds = per_image_seeds(seed, batch_size)
@@ -225,25 +257,30 @@ def complete(
     to_generate = order.length - known_length
     bar = keras.utils.Progbar(to_generate, unit_name="position") if progress and to_generate else None
     params = None
-    if use_cache:
+    if return_params and not model.supports_cache:
+        raise ValueError(f"return_params needs the cached decoder, which {type(model).__name__} does not have.")
+    if use_cache and model.supports_cache:
         chunk = order.grid_shape[1] if progress else None  # one grid row per chunk
-        tokens, params = decoder.run_cached(tokens, known_length, noise, temperature, chunk, bar, return_params)
+        tokens, params = decoder.run_cached(tokens, known_length, noise, temperature, chunk, bar, return_params,
+                                            labels=labels)
     else:
         if return_params:
             raise ValueError("return_params needs the cached decoder (use_cache=True).")
-        tokens = decoder.run_naive(tokens, known_length, noise, temperature, bar)
+        tokens = decoder.run_naive(tokens, known_length, noise, temperature, bar, labels=labels)
     result = tf.cast(order.to_images(tokens), tf.uint8)
     if return_params:
         return result, order.from_sequence(params)
     return result
 
 
-def sample(model, batch_size, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True):
-    """Unconditional samples: uint8 `[batch_size, H, W, C]` (see `complete` for the arguments)."""
+def sample(model, batch_size, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True,
+           labels=None):
+    """Samples from the model (of the classes `labels` for a class-conditional model): uint8
+    `[batch_size, H, W, C]` (see `complete` for the arguments)."""
     if int(batch_size) < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1.")
     images = tf.zeros([int(batch_size), *model.image_shape], tf.uint8)
     return complete(
         model, images, 0, temperature=temperature, seed=seed, use_cache=use_cache, progress=progress,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, labels=labels,
     )

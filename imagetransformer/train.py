@@ -1,8 +1,10 @@
-"""Train an Image Transformer with `model.fit`, driven by absl flags.
+"""Train an Image Transformer (or the PixelCNN++ baseline, `--model=pixelcnnpp`) with `model.fit`, driven by absl
+flags.
 
 ```
 python -m imagetransformer.train --model_dir=runs/demo --train_steps=300          # Fashion-MNIST, small model
 python -m imagetransformer.train --config=cifar10_local_2d --model_dir=runs/c2d --strategy=mirrored
+python -m imagetransformer.train --config=fashion_mnist_pixelcnnpp --model_dir=runs/pcnn
 python -m imagetransformer.train --helpfull
 ```
 The flags start from a named configuration (`--config`, see `imagetransformer/configs.py`); flags given on the
@@ -47,9 +49,10 @@ from imagetransformer import checkpoints
 from imagetransformer import configs
 from imagetransformer import data as data_lib
 from imagetransformer import distribute
+from imagetransformer import models
 from imagetransformer import flags as it_flags
 from imagetransformer import visualize
-from imagetransformer.model import ImageTransformer
+from imagetransformer.autoregressive import AutoregressiveImageModel
 from imagetransformer.schedules import WarmupRsqrtDecay
 
 FLAGS = flags.FLAGS
@@ -70,7 +73,7 @@ class TrainResult:
     """What `train` did.
 
     Attributes:
-        model: the trained `ImageTransformer` (its latest weights are also in `model_dir/model.weights.h5`).
+        model: the trained model (`ImageTransformer` or `PixelCNNPlusPlus`; its latest weights are also in `model_dir/model.weights.h5`).
         history: the `keras.callbacks.History` of this run's `fit`, or None when there was nothing to train.
         initial_step: optimizer steps the model had taken when this run started (0 unless resumed).
         final_step: optimizer steps taken in all when this run ended.
@@ -78,7 +81,7 @@ class TrainResult:
             which traces and compiles, and validation excluded); None when fewer than two steps ran.
     """
 
-    model: ImageTransformer
+    model: AutoregressiveImageModel
     history: Optional[keras.callbacks.History]
     initial_step: int
     final_step: int
@@ -91,7 +94,7 @@ class TrainResult:
 def check_config(config):
     """A validated copy of a flat configuration (`imagetransformer.configs`): pairs as int tuples, ranges checked.
 
-    The model's own arguments are checked by `ImageTransformer` (which knows the image shape); this checks the
+    The model's own arguments are checked by the model class (which knows the image shape); this checks the
     rest. Raises ValueError naming the flag.
     """
     missing = [key for key in configs.KEYS if key not in config]
@@ -123,6 +126,12 @@ def check_config(config):
     if config["mixed_precision"] not in configs.MIXED_PRECISION:
         raise ValueError(f"--mixed_precision={config['mixed_precision']!r} is not supported; choose one of "
                          f"{', '.join(configs.MIXED_PRECISION)}.")
+    if config["conditional"] not in configs.CONDITIONAL:
+        raise ValueError(f"--conditional={config['conditional']!r} is not supported; choose one of "
+                         f"{', '.join(configs.CONDITIONAL)}.")
+    if config["conditional"] == "class" and config["model"] != "image_transformer":
+        raise ValueError(f"--conditional=class needs --model=image_transformer (--model={config['model']} has no "
+                         "class conditioning).")
     if not config["dataset"]:
         raise ValueError("--dataset must name a tensorflow-datasets image dataset, e.g. fashion_mnist or cifar10.")
     return config
@@ -260,15 +269,19 @@ class TensorBoard(keras.callbacks.TensorBoard):
 # ----------------------------------------------------------------------------------------------------------------
 # Model directory.
 # ----------------------------------------------------------------------------------------------------------------
-def _completion_images(val_data, count, model_dir):
+def _completion_images(val_data, count, model_dir, with_labels=False):
     """The `CompletionImages` callback on the first `count` validation images, if it can run."""
     if not count or val_data is None:
         return []
     if importlib.util.find_spec("tensorboard") is None:
         logging.warning("Not writing completion images: tf.summary.image needs the tensorboard package.")
         return []
-    images = np.stack(list(val_data.dataset.take(count).as_numpy_iterator()))
-    return [visualize.CompletionImages(images, os.path.join(model_dir, LOGS_DIR, "images"))]
+    elements = list(val_data.dataset.take(count).as_numpy_iterator())
+    if with_labels:
+        images, labels = np.stack([e[0] for e in elements]), np.array([e[1] for e in elements])
+    else:
+        images, labels = np.stack(elements), None
+    return [visualize.CompletionImages(images, os.path.join(model_dir, LOGS_DIR, "images"), labels=labels)]
 
 
 def _normalized(value):
@@ -375,12 +388,15 @@ def _load(dataset, split, flag, data_dir, image_shape, **kwargs):
         raise type(e)(f"--dataset={dataset} {flag}={split}: {e}") from e
 
 
-def build_model(config, image_shape, strategy):
-    """The compiled `ImageTransformer` of `config` with its optimizer built, under `strategy.scope()`."""
+def build_model(config, image_shape, strategy, num_classes=None):
+    """The compiled model of `config` (`--model`) with its optimizer built, under `strategy.scope()`; class-
+    conditional with `num_classes`."""
     _, model_kwargs, _ = configs.split(config)
+    if num_classes is not None:
+        model_kwargs["num_classes"] = num_classes
     with strategy.scope():
         try:
-            model = ImageTransformer(image_shape=image_shape, **model_kwargs)
+            model = models.build(image_shape=image_shape, **model_kwargs)
         except ValueError as e:
             raise ValueError(_flag_message(e)) from e
         schedule = WarmupRsqrtDecay(config["learning_rate"], config["warmup_steps"])
@@ -435,18 +451,25 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         raise ValueError(f"--batch_size={batch_size} must be a multiple of the {replicas} replicas of "
                          f"--strategy={strategy}.")
 
+    with_labels = config["conditional"] == "class"
     train_data = _load(config["dataset"], "train", "split", config["data_dir"], config["image_shape"],
-                       shuffle_files=True)
+                       shuffle_files=True, with_labels=with_labels)
+    num_classes = None
+    if with_labels:
+        num_classes = train_data.num_classes
+        if not num_classes:
+            raise ValueError(f"--conditional=class: --dataset={config['dataset']} has no class labels; use "
+                             "--conditional=none.")
     val_data = None
     if config["val_examples"]:
         val_data = _load(config["dataset"], config["val_split"], "--val_split", config["data_dir"],
-                         train_data.image_shape)
+                         train_data.image_shape, with_labels=with_labels)
 
     keras.utils.set_random_seed(config["seed"])
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config["mixed_precision"])
     try:
-        model = build_model(config, train_data.image_shape, strategy_obj)
+        model = build_model(config, train_data.image_shape, strategy_obj, num_classes)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     model_kwargs = checkpoints.model_config(model)
@@ -468,11 +491,15 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
                             train=_normalized(train_section))
 
     train_ds = data_lib.make_pipeline(train_data.dataset, batch_size, training=True,
-                                      shuffle_buffer=config["shuffle_buffer"],
+                                      shuffle_buffer=config["shuffle_buffer"], with_labels=with_labels,
                                       seed=config["seed"] + initial_step)  # a resumed run sees new orders
     val_ds = None
     if val_data is not None:
-        val_ds = data_lib.make_pipeline(val_data.dataset.take(config["val_examples"]), batch_size, training=False)
+        val_ds = data_lib.make_pipeline(val_data.dataset.take(config["val_examples"]), batch_size, training=False,
+                                        with_labels=with_labels)
+    if with_labels:  # {"images", "labels"} dicts: the model's inputs, no targets
+        train_ds = data_lib.as_model_inputs(train_ds)
+        val_ds = None if val_ds is None else data_lib.as_model_inputs(val_ds)
 
     steps_per_epoch = config["steps_per_epoch"]
     # Epoch e covers steps [e * steps_per_epoch, (e + 1) * steps_per_epoch) of an uninterrupted run; a run resumed
@@ -489,11 +516,10 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         TensorBoard(os.path.join(model_dir, LOGS_DIR), update_freq=min(steps_per_epoch, 10), write_graph=False),
         timer,
         *([StopAfterMinutes(train_minutes)] if train_minutes is not None else []),
-        *_completion_images(val_data, summary_images, model_dir),
+        *_completion_images(val_data, summary_images, model_dir, with_labels),
         *callbacks,
     ]
-    print(f"Training {model.count_params():,} parameters ({model_kwargs['attention']}, {model_kwargs['num_layers']} "
-          f"layers, hidden {model_kwargs['hidden_size']}, {model_kwargs['distribution']}) on {config['dataset']} "
+    print(f"Training {model.count_params():,} parameters ({model.description}) on {config['dataset']} "
           f"{'x'.join(map(str, train_data.image_shape))}: steps {initial_step}..{train_steps}, batch {batch_size} "
           f"on {replicas} replica(s), epochs of {steps_per_epoch} steps; model_dir {model_dir}.", flush=True)
     history = model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,

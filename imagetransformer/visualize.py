@@ -70,17 +70,20 @@ class CompletionImages(keras.callbacks.Callback):
         images: uint8 `[N, H, W, C]`, e.g. the first validation images.
         log_dir: TensorBoard directory (an `images` subdirectory is written).
         scale: integer upscaling of each image in the grid.
+        labels: int `[N]`, the classes of `images`, for a class-conditional model.
     """
 
-    def __init__(self, images, log_dir, scale=4):
+    def __init__(self, images, log_dir, scale=4, labels=None):
         super().__init__()
         self.images = np.asarray(images, np.uint8)
+        self.labels = None if labels is None else np.asarray(labels, np.int64)
         self.scale = scale
         self._writer = tf.summary.create_file_writer(log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
         known_rows = sampling.default_known_rows(self.model)
-        completed = sampling.complete(self.model, self.images, known_rows, seed=0, jit_compile=False).numpy()
+        completed = sampling.complete(self.model, self.images, known_rows, seed=0, jit_compile=False,
+                                      labels=self.labels).numpy()
         rows = completion_rows(self.images, completed, self.images, known_rows)
         grid = image_grid(rows, scale=self.scale)
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))

@@ -1,4 +1,4 @@
-"""Every layer through the same checks: build, output shape, config round trip, `.keras` save/load (safe mode)."""
+"""Every layer (Image Transformer and PixelCNN++) through the same checks: build, output shape, config round trip, `.keras` save/load (safe mode)."""
 
 import os
 
@@ -9,10 +9,13 @@ import pytest
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
     DecoderBlock,
+    GatedResnet,
     GlobalSelfAttention,
     LocalSelfAttention1D,
     LocalSelfAttention2D,
     PixelEmbedding,
+    ShiftedConv2D,
+    ShiftedConv2DTranspose,
 )
 
 HIDDEN = 8
@@ -34,6 +37,18 @@ LAYERS = {
     ),
     "dmol_head": (lambda: DiscretizedLogisticMixtureHead(num_mixtures=3, channels=3), (2, LENGTH, HIDDEN), "float32"),
     "categorical_head": (lambda: CategoricalHead(), (2, LENGTH, HIDDEN), "float32"),
+    # PixelCNN++ (images [batch, 4, 4, channels]).
+    "shifted_conv_down": (lambda: ShiftedConv2D(6, (2, 3), "down"), (2, 4, 4, HIDDEN), "float32"),
+    "shifted_conv_down_right_strided": (
+        lambda: ShiftedConv2D(6, (2, 2), "down_right", strides=2), (2, 4, 4, HIDDEN), "float32",
+    ),
+    "shifted_conv_transpose_down": (
+        lambda: ShiftedConv2DTranspose(6, (2, 3), "down", strides=2), (2, 4, 4, HIDDEN), "float32",
+    ),
+    "shifted_conv_transpose_down_right": (
+        lambda: ShiftedConv2DTranspose(6, (2, 2), "down_right", strides=2), (2, 4, 4, HIDDEN), "float32",
+    ),
+    "gated_resnet": (lambda: GatedResnet("down_right", dropout=0.1), (2, 4, 4, HIDDEN), "float32"),
 }
 
 

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from imagetransformer import checkpoints, configs, data, distribute, evaluate, train
+from imagetransformer import checkpoints, configs, data, distribute, evaluate, models, train
 from imagetransformer import flags as it_flags
 from imagetransformer.model import ImageTransformer
 
@@ -93,6 +93,10 @@ def test_named_configs_build_valid_models(name, image_shape):
     attentions = ["local_1d", "local_2d", "global"] if name in ("fashion_mnist_small", "tiny") else [None]
     for attention in attentions:  # the small configs work with every attention
         kwargs = dict(model_kwargs, **({"attention": attention} if attention else {}))
+        if name == "cifar10_pixelcnnpp":  # Salimans et al.'s CIFAR-10 model, checked without building it
+            assert kwargs["model"] == "pixelcnnpp" and kwargs["num_filters"] == 160 and kwargs["num_resnets"] == 5
+            assert kwargs["num_scales"] == 3 and kwargs["dropout"] == 0.5 and 32 % 2 ** (kwargs["num_scales"] - 1) == 0
+            continue
         if name.startswith("cifar10"):  # paper-sized: check the arguments without building 4M weights
             assert kwargs["num_layers"] == 6 and kwargs["hidden_size"] == 256 and kwargs["num_heads"] == 8
             assert kwargs["filter_size"] == 512
@@ -100,7 +104,8 @@ def test_named_configs_build_valid_models(name, image_shape):
             assert kwargs["query_shape"] == (8, 16) and kwargs["memory_flange"] == (8, 16)
             assert 32 % kwargs["query_shape"][0] == 0 and 32 % kwargs["query_shape"][1] == 0
             continue
-        ImageTransformer(image_shape=image_shape, **kwargs)
+        model = models.build(image_shape=image_shape, **kwargs)
+        assert models.name_of(model) == kwargs["model"]
     assert configs.get_config("cifar10_local_2d")["attention"] == "local_2d"
     assert configs.get_config("cifar10_local_1d")["dataset"] == "cifar10"
 

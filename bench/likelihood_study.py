@@ -1,0 +1,184 @@
+"""Equal-budget likelihood study: Image Transformer (local 1D, local 2D) against PixelCNN++ on Fashion-MNIST.
+
+```
+PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --minutes=45 --out=runs/study      # real data, ~50 min
+PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --mock_cifar10 --minutes=3 --out=runs/study_cifar10
+PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --models=local_1d,local_1d_class --minutes=20 \
+    --out=runs/study_class                        # class-conditional vs unconditional at equal budget
+```
+Each model trains with `python -m imagetransformer.train` (same data, batch, learning-rate schedule, clipping and
+validation) for the same wall-clock budget (`--train_minutes`). With `--concurrent` (default) the runs train at the
+same time, each pinned to `--threads` CPU threads, so that whatever else the machine does slows all of them
+alike. Then each is evaluated on the whole test split (bits/dim), and a completion grid (top half given; rows:
+original | completion) is written to `--docs/study_<name>.png`.
+
+Prints one JSON line per model (`name`, `parameters`, `steps`, `images_per_second` in training,
+`test_bits_per_dim`, `test_images`) and writes them to `--out/results.json`.
+
+`--mock_cifar10` instead trains each model in this process on `tfds.testing.mock_data` CIFAR-10 (random 32x32 RGB
+images, no download) at the paper's CIFAR-10 sizes for a few minutes: it shows the RGB path (three channels,
+coupled mixture coefficients) trains, evaluates, completes and exports end to end; its bits/dim mean nothing.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+# Fashion-MNIST: the project's default small model (167k parameters) and PixelCNN++ of about its size (186k).
+STUDY = {
+    "local_1d": ["--config=fashion_mnist_small", "--attention=local_1d"],
+    "local_2d": ["--config=fashion_mnist_small", "--attention=local_2d"],
+    "pixelcnnpp": ["--config=fashion_mnist_pixelcnnpp"],
+    # Issue 9: the same local 1D model, class-conditional (evaluated given each test image's class).
+    "local_1d_class": ["--config=fashion_mnist_small", "--attention=local_1d", "--conditional=class"],
+}
+COMMON = ["--train_steps=10000000", "--steps_per_epoch=200", "--val_examples=256", "--summary_images=0",
+          "--verbose=2"]
+
+flags.DEFINE_float("minutes", 45.0, "Training budget per model (wall clock).")
+flags.DEFINE_string("out", "runs/study", "Directory for the model directories, logs and results.json.")
+flags.DEFINE_string("docs", "docs", "Where the completion grids go.")
+flags.DEFINE_list("models", ["local_1d", "local_2d", "pixelcnnpp"],
+                  f"Models of the study, of: {', '.join(STUDY)}.")
+flags.DEFINE_bool("concurrent", True, "Train the models at the same time (each on --threads threads).")
+flags.DEFINE_integer("threads", 1, "CPU threads per training process when --concurrent.")
+flags.DEFINE_integer("eval_examples", None, "Test images to evaluate (default: the whole test split).")
+flags.DEFINE_bool("mock_cifar10", False, "Mocked CIFAR-10 at the paper's sizes instead (the RGB path).")
+flags.DEFINE_bool("skip_training", False, "Only evaluate and draw the grids of existing runs in --out.")
+flags.DEFINE_float("speed_minutes", 0.0,
+                   "Afterwards, train each model alone (all CPU threads, no validation) for this many minutes in "
+                   "--out/speed_<name> and report its images/s as images_per_second_alone; 0 skips.")
+FLAGS = flags.FLAGS
+
+# Mocked CIFAR-10: the paper-sized configurations; PixelCNN++ at 64 filters and 2 resnets per scale (its naive
+# sampler re-runs the network for each of the 512 pixels of the completion grid).
+MOCK = {
+    "local_1d": ("cifar10_local_1d", {}),
+    "local_2d": ("cifar10_local_2d", {}),
+    "pixelcnnpp": ("cifar10_pixelcnnpp", {"num_filters": 64, "num_resnets": 2}),
+}
+_TRAINED = re.compile(r"Trained steps (\d+)\.\.(\d+)(?:, ([\d.]+) steps/s)?")
+
+
+def _train_command(name):
+    return [sys.executable, "-m", "imagetransformer.train", f"--model_dir={os.path.join(FLAGS.out, name)}",
+            f"--train_minutes={FLAGS.minutes}", *STUDY[name], *COMMON]
+
+
+def _parse_trained(path):
+    with open(path) as f:
+        match = _TRAINED.findall(f.read())[-1]
+    return int(match[1]), float(match[2] or "nan")
+
+
+def measure_speed():
+    """`{name: images/s}` of each model trained alone for `--speed_minutes` (the machine to itself)."""
+    speeds = {}
+    for name in FLAGS.models:
+        log = os.path.join(FLAGS.out, f"speed_{name}.log")
+        command = [sys.executable, "-m", "imagetransformer.train",
+                   f"--model_dir={os.path.join(FLAGS.out, 'speed_' + name)}", f"--train_minutes={FLAGS.speed_minutes}",
+                   *STUDY[name], *COMMON, "--val_examples=0"]
+        with open(log, "w") as f:
+            subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, check=True)
+        speeds[name] = round(_parse_trained(log)[1] * 16, 2)
+    return speeds
+
+
+def train_all():
+    """Runs the training processes; returns `{name: (steps, steps_per_second)}` parsed from their output."""
+    env = dict(os.environ)
+    if FLAGS.concurrent:
+        env.update(TF_NUM_INTRAOP_THREADS=str(FLAGS.threads), TF_NUM_INTEROP_THREADS="1",
+                   OMP_NUM_THREADS=str(FLAGS.threads))
+    os.makedirs(FLAGS.out, exist_ok=True)
+    processes = {}
+    for name in FLAGS.models:
+        log = open(os.path.join(FLAGS.out, f"{name}.log"), "w")  # pylint: disable=consider-using-with
+        command = _train_command(name)
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        processes[name] = (process, log)
+        if not FLAGS.concurrent:
+            process.wait()
+    results = {}
+    for name, (process, log) in processes.items():
+        if process.wait():
+            raise RuntimeError(f"training {name} failed; see {log.name}")
+        log.close()
+        results[name] = _parse_trained(log.name)
+    return results
+
+
+def evaluate_all(trained, batch_size, speeds=None):
+    from imagetransformer import checkpoints, completions, evaluate  # pylint: disable=import-outside-toplevel
+
+    rows = []
+    for name in FLAGS.models:
+        model_dir = os.path.join(FLAGS.out, name)
+        model = checkpoints.load_model(model_dir)
+        start = time.perf_counter()
+        result = evaluate.evaluate(model_dir, "test", eval_examples=FLAGS.eval_examples, model=model)
+        eval_seconds = time.perf_counter() - start
+        grid = os.path.join(FLAGS.docs, f"study{'_cifar10' if FLAGS.mock_cifar10 else ''}_{name}.png")
+        completions.run(model_dir, grid, num_images=8, seed=0, progress=False)
+        steps, steps_per_second = trained.get(name, (None, float("nan")))
+        row = dict(name=name, model=model.description, parameters=model.count_params(), steps=steps,
+                   images_per_second=round(steps_per_second * batch_size, 2),
+                   test_bits_per_dim=round(result.bits_per_dim, 4), test_images=result.num_examples,
+                   eval_seconds=round(eval_seconds, 1), grid=grid, minutes=FLAGS.minutes,
+                   concurrent=FLAGS.concurrent and not FLAGS.mock_cifar10,
+                   images_per_second_alone=(speeds or {}).get(name))
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    return rows
+
+
+def mock_cifar10():
+    """Trains, evaluates, completes and exports each model on mocked CIFAR-10; returns `{name: (steps, rate)}`."""
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    from export import export  # pylint: disable=import-outside-toplevel
+    from imagetransformer import configs, train  # pylint: disable=import-outside-toplevel
+
+    trained = {}
+    with tfds.testing.mock_data(num_examples=64):
+        for name in FLAGS.models:
+            config_name, overrides = MOCK[name]
+            config = configs.get_config(config_name, batch_size=8, train_steps=10_000_000, steps_per_epoch=20,
+                                        val_examples=16, warmup_steps=20, **overrides)
+            model_dir = os.path.join(FLAGS.out, name)
+            result = train.train(config, model_dir, verbose=2, train_minutes=FLAGS.minutes)
+            trained[name] = result.final_step, result.steps_per_second or float("nan")
+            exported = export.export_model(result.model, os.path.join(FLAGS.out, "exported", name), overwrite=True)
+            print(f"{name}: exported {exported.saved_model_dir}", flush=True)
+        rows = evaluate_all(trained, 8)
+    return rows
+
+
+def main(argv):
+    del argv
+    os.makedirs(FLAGS.docs, exist_ok=True)
+    if FLAGS.mock_cifar10:
+        FLAGS.eval_examples = FLAGS.eval_examples or 64
+        mock_cifar10()
+        return
+    if FLAGS.skip_training:
+        trained = {name: _parse_trained(os.path.join(FLAGS.out, f"{name}.log")) for name in FLAGS.models}
+    else:
+        trained = train_all()
+    speeds = measure_speed() if FLAGS.speed_minutes else None
+    evaluate_all(trained, 16, speeds)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,175 @@
+"""Class-conditional Image Transformer: causality given the class, the class changes predictions, exact
+normalization per class, cached == teacher-forced, label errors, saving, export and the commands."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import imagetransformer as it
+from conftest import random_images, tiny_kwargs
+from imagetransformer import sampling
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
+
+
+def conditional_model(attention="local_1d", distribution="dmol", image_shape=(4, 4, 3), num_classes=4, **overrides):
+    return it.ImageTransformer(**tiny_kwargs(attention, distribution, image_shape, num_classes=num_classes,
+                                             **overrides))
+
+
+def params(model, images, labels):
+    return model({"images": images, "labels": np.asarray(labels)}).numpy()
+
+
+@pytest.mark.parametrize("attention,distribution", CASES)
+def test_causal_given_the_class_and_the_class_changes_every_prediction(attention, distribution):
+    model = conditional_model(attention, distribution)
+    order = model.order
+    labels = np.array([1, 3])
+    tokens = order.to_sequence(random_images(2, (4, 4, 3))).numpy().astype(np.int32)
+    base = model.sequence_params(tf.constant(tokens), labels=tf.constant(labels))
+    for position in (0, 5, order.length - 2):
+        changed = tokens.copy()
+        changed[:, position] = (changed[:, position] + 97) % 256
+        moved = model.sequence_params(tf.constant(changed), labels=tf.constant(labels))
+        np.testing.assert_array_equal(moved[:, : position + 1], base[:, : position + 1])
+    other = model.sequence_params(tf.constant(tokens), labels=tf.constant([2, 0]))
+    # Every position, the first included (which sees no pixel), depends on the class.
+    assert np.abs(other - base).max(axis=-1).min() > 1e-5
+
+
+def test_probabilities_of_all_images_sum_to_one_for_every_class():
+    model = conditional_model("global", image_shape=(1, 2, 1), num_classes=3, block_length=1, memory_length=1,
+                              query_shape=(1, 1), memory_flange=(0, 1))
+    values = np.arange(256, dtype=np.uint8)
+    images = np.stack(np.meshgrid(values, values, indexing="ij"), -1).reshape(-1, 1, 2, 1)
+    totals = []
+    for label in range(3):
+        log_probs = np.concatenate([model.log_prob(chunk, np.full(len(chunk), label)).numpy()
+                                    for chunk in np.split(images, 4)])
+        assert np.all(np.isfinite(log_probs))
+        totals.append(np.exp(log_probs.astype(np.float64)).sum())
+    np.testing.assert_allclose(totals, 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("attention,distribution", CASES)
+def test_cached_decoding_equals_teacher_forcing_given_the_class(attention, distribution):
+    model = conditional_model(attention, distribution)
+    images = random_images(3, model.image_shape)
+    labels = np.array([0, 2, 3])
+    completed, step_params = sampling.complete(model, images, known_rows=2, seed=[1, 2, 3], labels=labels,
+                                               return_params=True, jit_compile=False)
+    forced = params(model, completed.numpy(), labels)  # teacher forcing on the completed images
+    # Both in image layout; rows 2.. were generated step by step.
+    np.testing.assert_allclose(step_params.numpy()[:, 2:], forced[:, 2:], rtol=1e-4, atol=1e-4)
+    naive = sampling.complete(model, images, known_rows=2, seed=[1, 2, 3], labels=labels, use_cache=False)
+    np.testing.assert_array_equal(naive, completed)
+
+
+@pytest.mark.parametrize("labels,error,match", [
+    (None, ValueError, "class-conditional"),
+    ([0, 1, 4], ValueError, r"in 0\.\.3"),
+    ([0, -1, 2], ValueError, r"in 0\.\.3"),
+    ([0.0, 1.0, 2.0], TypeError, "integers"),
+    ([[0], [1], [2]], ValueError, r"shape \[batch\]"),
+    ([0, 1], ValueError, r"shape \[batch\]"),
+])
+def test_wrong_labels_are_refused(labels, error, match):
+    model = conditional_model()
+    images = random_images(3, model.image_shape)
+    with pytest.raises(error, match=match):
+        sampling.complete(model, images, known_rows=2, labels=labels)
+    with pytest.raises(error, match=match):
+        model.log_prob(images, labels)
+
+
+def test_an_unconditional_model_refuses_labels():
+    model = it.ImageTransformer(**tiny_kwargs("local_1d"))
+    with pytest.raises(ValueError, match="unconditional"):
+        model.log_prob(random_images(2, model.image_shape), [0, 1])
+
+
+def test_keras_file_round_trip_in_safe_mode(tmp_path):
+    model = conditional_model("local_2d")
+    images, labels = random_images(2, model.image_shape), np.array([1, 2])
+    path = os.path.join(tmp_path, "conditional.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert loaded.num_classes == 4 and loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.log_prob(images, labels), model.log_prob(images, labels))
+
+
+def test_fit_learns_the_class(tmp_path):
+    # Class 0: dark images, class 1: bright images. Conditioning must make each class's images likelier.
+    model = conditional_model("local_1d", image_shape=(4, 4, 1), num_classes=2)
+    rng = np.random.RandomState(0)
+    labels = rng.randint(0, 2, 256)
+    images = np.where(labels[:, None, None, None] == 1, rng.randint(200, 256, (256, 4, 4, 1)),
+                      rng.randint(0, 56, (256, 4, 4, 1))).astype(np.uint8)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit({"images": images, "labels": labels}, batch_size=32, epochs=20, verbose=0)
+    right = model.bits_per_dim(images[:64], labels[:64]).numpy().mean()
+    wrong = model.bits_per_dim(images[:64], 1 - labels[:64]).numpy().mean()
+    assert right < wrong - 1.0
+
+
+def _run(*args, cwd, pythonpath=REPO):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_export_takes_labels_and_matches_python_in_a_fresh_process(tmp_path):
+    from export import export  # pylint: disable=import-outside-toplevel
+
+    model = conditional_model("local_1d", image_shape=(4, 4, 1), num_classes=3)
+    result = export.export_model(model, str(tmp_path / "exported"))
+    images = random_images(2, model.image_shape)
+    expected = sampling.complete(model, images, known_rows=2, seed=[4, 5], labels=[0, 2]).numpy()
+    np.save(tmp_path / "images.npy", images)
+    script = f"""
+import numpy as np, tensorflow as tf
+m = tf.saved_model.load({result.saved_model_dir!r})
+images = np.load("images.npy")
+out = m.signatures["complete"](top_half=tf.constant(images[:, :2]), seed=tf.constant([4, 5], tf.int64),
+                               temperature=tf.constant([1.0, 1.0]), label=tf.constant([0, 2], tf.int64))["images"]
+np.save("out.npy", out.numpy())
+assert m.signatures["sample"](seed=tf.constant([1], tf.int64), label=tf.constant([2], tf.int64))["images"].shape[0] == 1
+bits = m.signatures["log_prob"](images=tf.constant(images), label=tf.constant([0, 2], tf.int64))["bits_per_dim"]
+np.save("bits.npy", bits.numpy())
+try:
+    m.signatures["sample"](seed=tf.constant([1], tf.int64), label=tf.constant([3], tf.int64))
+    print("accepted")
+except tf.errors.InvalidArgumentError as e:
+    print("refused:", "label must be in 0..2" in str(e))
+"""
+    run = _run("-c", script, cwd=tmp_path, pythonpath=None)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "refused: True" in run.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+    np.testing.assert_allclose(np.load(tmp_path / "bits.npy"), model.bits_per_dim(images, [0, 2]), rtol=1e-5)
+
+
+def test_commands_train_evaluate_and_complete_class_conditional(tmp_path):
+    run = _run("-m", "imagetransformer.train", "--config=tiny", "--conditional=class", "--model_dir=cc",
+               "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with open(tmp_path / "cc" / "config.json") as f:
+        assert '"num_classes": 10' in f.read()
+    run = _run("-m", "imagetransformer.evaluate", "--model_dir=cc", "--eval_examples=8", cwd=tmp_path)
+    assert run.returncode == 0 and "bits/dim" in run.stdout, run.stderr[-2000:]
+    run = _run("-m", "imagetransformer.complete", "--model_dir=cc", "--output=s.png", "--num_images=3",
+               "--unconditional", cwd=tmp_path)
+    assert run.returncode == 0 and os.path.getsize(tmp_path / "s.png") > 0, run.stderr[-2000:]
+    run = _run("-m", "imagetransformer.train", "--config=tiny", "--conditional=class", "--model=pixelcnnpp",
+               "--model_dir=bad", cwd=tmp_path)
+    assert run.returncode == 1 and "--conditional=class needs --model=image_transformer" in run.stderr
+    assert not os.path.exists(tmp_path / "bad")
