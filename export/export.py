@@ -24,6 +24,13 @@ Signatures (every input carries the batch dimension, as TF Serving's request bat
 A class-conditional model (`num_classes`) takes one more input in every signature, `"label": int64 [B]` (the class
 of each image, checked to be in `0..num_classes-1`).
 
+A super-resolution model (`SuperResolutionTransformer`, `--task=super_resolution`) has these signatures instead:
+
+- `serving_default`: `{"low_res": uint8 [B, h, w, C]}` -> `{"images": uint8 [B, H, W, C]}`, seed 0, temperature 1.0;
+- `super_resolve`: `{"low_res", "seed": int64 [B], "temperature": float32 [B]}` -> `{"images"}` (the same images
+  as `it.super_resolve(model, low_res, temperature, seed=seeds)`);
+- `log_prob`: `{"images", "low_res"}` -> `{"log_prob", "bits_per_dim"}`.
+
 Image `i` is generated from the stateless seed pair `(seed[i], 0)`: the same pair `it.complete(model, images,
 known_rows=H//2, seed=seeds)` uses for a vector of seeds, so an image depends only on its own seed and top half,
 never on the rest of the batch. The signatures run the cached decoder (`Decoder(model, jit_compile=False)`): a
@@ -51,6 +58,7 @@ import sys
 import tempfile
 
 SIGNATURES = ("serving_default", "complete", "sample", "log_prob")
+SUPER_RESOLUTION_SIGNATURES = ("serving_default", "super_resolve", "log_prob")
 KERAS_DIR = "keras"
 SERVING_SEED = 0
 SERVING_TEMPERATURE = 1.0
@@ -70,6 +78,15 @@ class ExportResult:
 # ----------------------------------------------------------------------------------------------------------------
 # Signatures.
 # ----------------------------------------------------------------------------------------------------------------
+def signature_names(model):
+    """The names of the signatures `model` exports."""
+    return SUPER_RESOLUTION_SIGNATURES if _is_super_resolution(model) else SIGNATURES
+
+
+def _is_super_resolution(model):
+    return getattr(model, "condition_key", None) == "low_res"
+
+
 def known_rows_for(model):
     """Rows of the top half that the completion signatures take: `H // 2` (checked for local_2d)."""
     height = model.image_shape[0]
@@ -99,8 +116,93 @@ def _check_shape(tf, x, expected, message, nonempty=False):
     return tf.debugging.Assert(ok, [message, "got shape", shape], summarize=16)
 
 
+def _check_per_image(tf, like, seed, temperature, what):
+    """Checks of per-image `seed` and `temperature` inputs against the batch of `like` (named `what`)."""
+    batch = tf.shape(like, out_type=tf.int64)[0]
+    return [
+        _check_shape(tf, seed, [batch], f"seed must be [batch] int64: one seed per image of {what}"),
+        _check_shape(tf, temperature, [batch], f"temperature must be [batch] float32: one temperature per image of "
+                                               f"{what}"),
+        tf.debugging.Assert(
+            tf.reduce_all(tf.logical_and(tf.math.is_finite(temperature), temperature > 0)),
+            ["temperature must be finite and > 0, got", temperature], summarize=16,
+        ),
+    ]
+
+
+def _checked(tf, checks, *tensors):
+    """`tensors` (None passes through) computed only after `checks` ran."""
+    with tf.control_dependencies(checks):
+        return [None if t is None else tf.identity(t) for t in tensors]
+
+
+def super_resolution_functions(model):
+    """The signatures of a `SuperResolutionTransformer`: `{name: (fn, input_signature)}`."""
+    import tensorflow as tf
+
+    from imagetransformer.sampling import Decoder, per_image_seeds
+
+    height, width, channels = model.image_shape
+    low_height, low_width, _ = model.low_res_shape
+    order = model.order
+    decoder = Decoder(model, jit_compile=False)
+    low_res_message = (f"low_res must be [batch, {low_height}, {low_width}, {channels}] uint8 (the {height}x{width} "
+                       f"images downsampled by {model.scale}, batch >= 1)")
+    images_message = f"images must be [batch, {height}, {width}, {channels}] uint8"
+
+    def check_low_res(low_res):
+        return _check_shape(tf, low_res, [None, low_height, low_width, channels], low_res_message, nonempty=True)
+
+    def generate(low_res, seed, temperature):
+        """low_res uint8 [B, h, w, C] (checked) -> uint8 [B, H, W, C]; the encoder runs once, in the prefill."""
+        batch = tf.shape(low_res)[0]
+        low_res = tf.ensure_shape(low_res, [None, *model.low_res_shape])
+        tokens = tf.zeros([batch, order.length, order.token_size], tf.int32)
+        tokens = decoder.complete_tokens(tokens, 0, per_image_seeds(seed, batch), temperature, low_res)
+        return tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])
+
+    def serving_default(low_res):
+        (low_res,) = _checked(tf, [check_low_res(low_res)], low_res)
+        batch = tf.shape(low_res)[0]
+        seed = tf.fill([batch], tf.constant(SERVING_SEED, tf.int64))
+        temperature = tf.fill([batch], tf.constant(SERVING_TEMPERATURE, tf.float32))
+        return {"images": generate(low_res, seed, temperature)}
+
+    def super_resolve(low_res, seed, temperature):
+        with tf.control_dependencies([check_low_res(low_res)]):
+            checks = _check_per_image(tf, low_res, seed, temperature, "low_res")
+        low_res, seed, temperature = _checked(tf, checks, low_res, seed, temperature)
+        return {"images": generate(low_res, seed, temperature)}
+
+    def log_prob(images, low_res):
+        batch = tf.shape(images, out_type=tf.int64)[0]
+        checks = [
+            _check_shape(tf, images, [None, height, width, channels], images_message),
+            _check_shape(tf, low_res, [batch, low_height, low_width, channels],
+                         low_res_message.replace("batch >= 1", "the batch of images")),
+        ]
+        images, low_res = _checked(tf, checks, images, low_res)
+        images = tf.ensure_shape(images, [None, height, width, channels])
+        low_res = tf.ensure_shape(low_res, [None, *model.low_res_shape])
+        log_p = model.log_prob(images, low_res=low_res)
+        return {"log_prob": log_p, "bits_per_dim": -log_p / (model.num_dimensions * math.log(2.0))}
+
+    any4 = [None] * 4
+    low_res_spec = tf.TensorSpec(any4, tf.uint8, name="low_res")
+    return {
+        "serving_default": (serving_default, [low_res_spec]),
+        "super_resolve": (super_resolve, [
+            low_res_spec, tf.TensorSpec([None], tf.int64, name="seed"),
+            tf.TensorSpec([None], tf.float32, name="temperature"),
+        ]),
+        "log_prob": (log_prob, [tf.TensorSpec(any4, tf.uint8, name="images"), low_res_spec]),
+    }
+
+
 def signature_functions(model):
     """`{name: (fn, input_signature)}` for `ExportArchive.add_endpoint`; graph-only, standard TF ops."""
+    if _is_super_resolution(model):
+        return super_resolution_functions(model)
     import tensorflow as tf
 
     from imagetransformer.sampling import Decoder, per_image_seeds
@@ -130,24 +232,13 @@ def signature_functions(model):
         ]
 
     def checked(checks, *tensors):
-        with tf.control_dependencies(checks):
-            return [None if t is None else tf.identity(t) for t in tensors]
+        return _checked(tf, checks, *tensors)
 
     def check_top_half(top_half):
         return _check_shape(tf, top_half, [None, known_rows, width, channels], top_message, nonempty=True)
 
     def check_per_image(top_half, seed, temperature):
-        batch = tf.shape(top_half, out_type=tf.int64)[0]
-        return [
-            _check_shape(tf, seed, [batch], "seed must be [batch] int64: one seed per image of top_half"),
-            _check_shape(
-                tf, temperature, [batch], "temperature must be [batch] float32: one temperature per image of top_half"
-            ),
-            tf.debugging.Assert(
-                tf.reduce_all(tf.logical_and(tf.math.is_finite(temperature), temperature > 0)),
-                ["temperature must be finite and > 0, got", temperature], summarize=16,
-            ),
-        ]
+        return _check_per_image(tf, top_half, seed, temperature, "top_half")
 
     def generate(top_half, seed, temperature, label):
         """top_half uint8 [B, known_rows, W, C] (checked) -> uint8 [B, H, W, C]."""
@@ -205,7 +296,7 @@ def signature_functions(model):
 
 
 def export_archive(model):
-    """A `keras.export.ExportArchive` tracking `model` with the four signatures."""
+    """A `keras.export.ExportArchive` tracking `model` with its signatures (`signature_names`)."""
     import keras
 
     archive = keras.export.ExportArchive()
@@ -248,7 +339,8 @@ def export_model(model, export_dir, version=None, overwrite=False):
     Returns:
         An `ExportResult`.
     """
-    known_rows_for(model)  # refuse unsupported models before writing anything
+    if not _is_super_resolution(model):
+        known_rows_for(model)  # refuse unsupported models before writing anything
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ExportError(f"--export_dir={export_dir} exists and is not a directory.")
@@ -341,7 +433,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"exported version {result.version}: SavedModel {result.saved_model_dir} "
-          f"(signatures: {', '.join(SIGNATURES)}), Keras file {result.keras_path}")
+          f"(signatures: {', '.join(signature_names(model))}), Keras file {result.keras_path}")
     return 0
 
 

@@ -7,8 +7,9 @@ and `head` (a DMoL or categorical head), and implements `call(images)` -> head p
 - `log_prob`, `bits_per_dim` (exact, via the head's tfp distribution);
 - `compute_loss` for `model.fit(images)` without targets (nats per dimension; a `bits_per_dim` metric);
 - the hooks `imagetransformer.sampling` and the export use (`supports_cache`, `known_rows_multiple`);
-- class conditioning plumbing: a model with `num_classes` takes `{"images": [B, H, W, C], "labels": [B]}` wherever
-  an unconditional one takes images (`split_inputs`, `check_labels`);
+- conditioning plumbing: a model with a `condition_key` takes `{"images": [B, H, W, C], <condition_key>: ...}`
+  wherever an unconditional one takes images (`split_inputs`, `check_condition`): `"labels"` `[B]` for a
+  class-conditional model (`num_classes`), `"low_res"` `[B, h, w, C]` for super-resolution;
 - training under `MultiWorkerMirroredStrategy` with `model.fit` (keras-team/keras issue 20585).
 """
 
@@ -69,33 +70,51 @@ class AutoregressiveImageModel(keras.Model):
                 f"image_shape), got {list(images.shape)}."
             )
 
-    def sequence_params(self, tokens, training=None, labels=None):
+    def sequence_params(self, tokens, training=None, condition=None):
         """Head parameters `[B, length, P]` in generation order for tokens `[B, length, token]` (teacher forcing);
-        `labels` `[B]` for a class-conditional model."""
+        `condition`: the `condition_key` input of a conditional model."""
         raise NotImplementedError
 
     # --------------------------------------------------------------------------------------------------------------
-    # Class conditioning.
+    # Conditioning: none, a class label, or a low-resolution image.
     # --------------------------------------------------------------------------------------------------------------
     @property
     def conditional(self):
+        """Whether the model is class-conditional."""
         return self.num_classes is not None
 
+    @property
+    def condition_key(self):
+        """The input that conditions the model beside `images`: `"labels"` (class-conditional), `"low_res"`
+        (super-resolution) or None (unconditional)."""
+        return "labels" if self.conditional else None
+
     def split_inputs(self, inputs):
-        """`images` or `{"images": ..., "labels": ...}` -> `(images, labels or None)`, checked against the model."""
+        """`images` or `{"images": ..., <condition_key>: ...}` -> `(images, condition or None)`, checked against
+        the model."""
         if isinstance(inputs, dict):
-            unknown = sorted(set(inputs) - {"images", "labels"})
-            if unknown or "images" not in inputs:
-                raise ValueError(f"Inputs must be images or a dict with keys 'images' and 'labels', got keys "
-                                 f"{sorted(inputs)}.")
-            images, labels = inputs["images"], inputs.get("labels")
+            extra = sorted(set(inputs) - {"images"})
+            if "images" not in inputs or len(extra) > 1 or not set(extra) <= {"labels", "low_res"}:
+                raise ValueError(f"Inputs must be images or a dict with 'images' and one of 'labels' or 'low_res', "
+                                 f"got keys {sorted(inputs)}.")
+            if extra and extra[0] != self.condition_key:
+                if self.condition_key is None:
+                    raise ValueError(f"This {type(self).__name__} is unconditional: it takes no {extra[0]!r}.")
+                raise ValueError(f"This {type(self).__name__} takes {self.condition_key!r} beside the images, not "
+                                 f"{extra[0]!r}.")
+            images, condition = inputs["images"], inputs.get(self.condition_key)
         else:
-            images, labels = inputs, None
+            images, condition = inputs, None
         images = tf.convert_to_tensor(images)
-        if labels is not None:
-            labels = tf.convert_to_tensor(labels)
-        self.check_labels(labels, images)
-        return images, labels
+        if condition is not None:
+            condition = tf.convert_to_tensor(condition)
+        self.check_condition(condition, images)
+        return images, condition
+
+    def check_condition(self, condition, images=None):
+        """Raises a ValueError unless `condition` suits the model (see `check_labels`; a super-resolution model
+        checks its low-resolution images)."""
+        self.check_labels(condition, images)
 
     def check_labels(self, labels, images=None):
         """Raises a ValueError unless `labels` suit the model: `[B]` integers in `0..num_classes-1` for a
@@ -119,12 +138,16 @@ class AutoregressiveImageModel(keras.Model):
                 raise ValueError(f"labels must be in 0..{self.num_classes - 1} (num_classes={self.num_classes}), got "
                                  f"{sorted(set(values[(values < 0) | (values >= self.num_classes)].tolist()))}.")
 
+    def condition_spec(self):
+        """The `tf.TensorSpec` of the condition input, or None for an unconditional model."""
+        return tf.TensorSpec([None], tf.int64) if self.conditional else None
+
     def input_spec_for_build(self):
         """The symbolic input of `fit`: a uint8 images spec, or the `{"images", "labels"}` dict of specs."""
         images = tf.TensorSpec([None, *self.image_shape], tf.uint8)
-        if not self.conditional:
+        if self.condition_key is None:
             return images
-        return {"images": images, "labels": tf.TensorSpec([None], tf.int64)}
+        return {"images": images, self.condition_key: self.condition_spec()}
 
     @property
     def _default_save_signature(self):
@@ -145,18 +168,22 @@ class AutoregressiveImageModel(keras.Model):
         per_position = self.head.log_prob(params, self._targets(images))
         return tf.reduce_sum(tf.reshape(per_position, [tf.shape(per_position)[0], -1]), axis=1)
 
-    def log_prob(self, images, labels=None):
-        """Exact log-probability (natural log) of each whole image (given its label for a class-conditional
-        model): float32 `[B]`."""
+    def log_prob(self, images, labels=None, *, low_res=None):
+        """Exact log-probability (natural log) of each whole image: float32 `[B]`. Given its class (`labels`
+        `[B]`) for a class-conditional model, its low-resolution version (`low_res` `[B, h, w, C]`) for a
+        super-resolution model."""
         images = tf.convert_to_tensor(images)
         if not (images.dtype.is_integer or images.dtype.is_unsigned):
             raise TypeError(f"images must be an integer tensor with values 0..255, got dtype {images.dtype.name}.")
-        inputs = images if labels is None else {"images": images, "labels": tf.convert_to_tensor(labels)}
-        return self.log_prob_from_params(self(inputs, training=False), images)
+        inputs = {"images": images}
+        for key, value in (("labels", labels), ("low_res", low_res)):
+            if value is not None:
+                inputs[key] = tf.convert_to_tensor(value)
+        return self.log_prob_from_params(self(inputs if len(inputs) > 1 else images, training=False), images)
 
-    def bits_per_dim(self, images, labels=None):
+    def bits_per_dim(self, images, labels=None, *, low_res=None):
         """`-log_prob / (H * W * C * ln 2)`: float32 `[B]`."""
-        return -self.log_prob(images, labels) / (self.num_dimensions * math.log(2.0))
+        return -self.log_prob(images, labels, low_res=low_res) / (self.num_dimensions * math.log(2.0))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Negative log-likelihood in nats per dimension, averaged over the batch; no targets needed.

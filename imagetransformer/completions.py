@@ -33,7 +33,8 @@ flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (defau
 flags.DEFINE_bool("unconditional", False, "Sample whole images instead of completing test images (a class-"
                   "conditional model samples the classes 0, 1, ... in turn).")
 flags.DEFINE_bool("use_cache", True, "Use the cached decoder (False: the naive one, one full pass per pixel).")
-flags.DEFINE_integer("scale", 4, "Upscaling of each image in the grid.", lower_bound=1)
+flags.DEFINE_integer("zoom", 4, "Magnification of each image in the PNG grid (pixels per image pixel).",
+                     lower_bound=1)
 
 
 def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=0, split="test", data_dir=None,
@@ -44,6 +45,9 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
     if not output.lower().endswith(".png"):
         raise ValueError(f"--output={output} must name a .png file.")
     model = checkpoints.load_model(model_dir)
+    if model.condition_key == "low_res":
+        raise ValueError(f"{model_dir} holds a super-resolution model: it generates images from low-resolution "
+                         "ones; use python -m imagetransformer.super_resolve.")
     if unconditional:
         # A class-conditional model samples the classes in turn: 0, 1, ..., num_classes - 1, 0, ...
         labels = np.arange(num_images) % model.num_classes if model.conditional else None
@@ -82,7 +86,7 @@ def main(argv):
         it_flags.fail("--model_dir is required: a directory written by imagetransformer.train.")
     with it_flags.exit_on_user_errors():
         images = run(FLAGS.model_dir, FLAGS.output, FLAGS.num_images, FLAGS.known_rows, FLAGS.temperature,
-                     FLAGS.seed, FLAGS.split, FLAGS.data_dir, FLAGS.unconditional, FLAGS.use_cache, FLAGS.scale)
+                     FLAGS.seed, FLAGS.split, FLAGS.data_dir, FLAGS.unconditional, FLAGS.use_cache, FLAGS.zoom)
     kind = "samples" if FLAGS.unconditional else "completions"
     print(f"Wrote {len(images)} {kind} to {FLAGS.output}")
 

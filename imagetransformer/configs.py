@@ -4,10 +4,12 @@ A configuration is a flat dict whose keys are the names of `imagetransformer.tra
 starts from `CONFIGS[NAME]` and every flag given on the command line overrides its key. The keys fall into three
 sections, which are also the sections of a model directory's `config.json`:
 
-- `DATA_KEYS`: which images (`dataset`, `data_dir`, `image_shape`), and whether their class labels condition the
-  model (`conditional`: `none` or `class`; a class-conditional model gets `num_classes` from the dataset);
+- `DATA_KEYS`: which images (`dataset`, `data_dir`, `image_shape`), whether their class labels condition the
+  model (`conditional`: `none` or `class`; a class-conditional model gets `num_classes` from the dataset), and the
+  `task`: `generation` (images alone) or `super_resolution` (images given their versions downsampled by `scale`:
+  the encoder-decoder `SuperResolutionTransformer`);
 - `MODEL_KEYS`: `model` (the architecture: `image_transformer` or `pixelcnnpp`) and the constructor arguments of
-  both architectures (`imagetransformer.models.build` passes each only its own; `image_shape` comes from the data);
+  the architectures (`imagetransformer.models.build` passes each only its own; `image_shape` comes from the data);
 - `TRAIN_KEYS`: optimization, schedule, checkpointing and validation.
 
 ```python
@@ -19,10 +21,12 @@ data, model, train = configs.split(config)
 
 import copy
 
-DATA_KEYS = ("dataset", "data_dir", "image_shape", "conditional")
+DATA_KEYS = ("dataset", "data_dir", "image_shape", "conditional", "task")
 CONDITIONAL = ("none", "class")
+TASKS = ("generation", "super_resolution")
 MODEL_KEYS = (
     "model", "num_filters", "num_resnets", "num_scales",  # --model=pixelcnnpp
+    "scale", "encoder_layers",  # --task=super_resolution
     "attention", "num_layers", "hidden_size", "num_heads", "filter_size", "dropout", "block_length",
     "memory_length", "query_shape", "memory_flange", "distribution", "num_mixtures",
 )
@@ -41,7 +45,11 @@ FASHION_MNIST_SMALL = dict(
     data_dir=None,
     image_shape=None,  # the dataset's own (28, 28, 1)
     conditional="none",
+    task="generation",
     model="image_transformer",
+    # --task=super_resolution: 7x7 -> 28x28 (scale 4), an encoder as deep as the decoder (encoder_layers=None).
+    scale=4,
+    encoder_layers=None,
     # PixelCNN++ (--model=pixelcnnpp): 14 filters, 2 gated resnets per scale, 3 scales: 186k parameters, about
     # the 167k of this Image Transformer.
     num_filters=14,
@@ -106,6 +114,9 @@ CIFAR10_LOCAL_2D = dict(CIFAR10_LOCAL_1D, attention="local_2d")
 CIFAR10_PIXELCNNPP = dict(CIFAR10_LOCAL_1D, model="pixelcnnpp", num_filters=160, num_resnets=5, dropout=0.5,
                           learning_rate=1e-3)
 FASHION_MNIST_PIXELCNNPP = dict(FASHION_MNIST_SMALL, model="pixelcnnpp")
+# Super-resolution (the paper's second conditional use): 7x7 -> 28x28 Fashion-MNIST, 8x8 -> 32x32 CIFAR-10.
+FASHION_MNIST_SUPER_RESOLUTION = dict(FASHION_MNIST_SMALL, task="super_resolution")
+CIFAR10_SUPER_RESOLUTION = dict(CIFAR10_LOCAL_1D, task="super_resolution")
 # Full causal attention over all 1024 positions: the reference the local variants approximate.
 CIFAR10_GLOBAL = dict(CIFAR10_LOCAL_1D, attention="global")
 
@@ -140,6 +151,8 @@ CONFIGS = {
     "cifar10_global": CIFAR10_GLOBAL,
     "cifar10_pixelcnnpp": CIFAR10_PIXELCNNPP,
     "fashion_mnist_pixelcnnpp": FASHION_MNIST_PIXELCNNPP,
+    "fashion_mnist_super_resolution": FASHION_MNIST_SUPER_RESOLUTION,
+    "cifar10_super_resolution": CIFAR10_SUPER_RESOLUTION,
     "tiny": TINY,
 }
 DEFAULT_CONFIG = "fashion_mnist_small"

@@ -33,6 +33,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from imagetransformer import resize
+
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_DIR_ENV = "IMAGETRANSFORMER_FASHION_MNIST_DIR"
 
@@ -123,6 +125,13 @@ def load_images(
             _download_and_prepare(builder, name, base_name, download)
             data = _load_tfds(builder, name, split, with_labels, shuffle_files)
     return _fit_to_shape(data, name, image_shape, with_labels)
+
+
+def with_low_res(dataset: tf.data.Dataset, scale: int) -> tf.data.Dataset:
+    """Batches of images -> `{"images": ..., "low_res": ...}` dicts, the inputs of a super-resolution model; the
+    low-resolution images are the images area-downsampled by `scale` (`imagetransformer.resize.downsample`)."""
+    return dataset.map(lambda images: {"images": images, "low_res": resize.downsample(images, scale)},
+                       num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def as_model_inputs(dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -67,8 +67,9 @@ def define_train_flags():
     _define("enum", "config", configs.DEFAULT_CONFIG, list(configs.CONFIGS),
             "Named configuration (imagetransformer/configs.py) that the flags below start from: "
             "fashion_mnist_small (small local 1D model, minutes on a CPU), fashion_mnist_pixelcnnpp (PixelCNN++ of "
-            "about its size), cifar10_local_1d / cifar10_local_2d / cifar10_global / cifar10_pixelcnnpp (the "
-            "papers' CIFAR-10 sizes), tiny (tests). A flag given on the command line overrides it.")
+            "about its size), fashion_mnist_super_resolution (7x7 -> 28x28), cifar10_local_1d / cifar10_local_2d / "
+            "cifar10_global / cifar10_pixelcnnpp / cifar10_super_resolution (the papers' CIFAR-10 sizes), tiny "
+            "(tests). A flag given on the command line overrides it.")
     # Data.
     _define("string", "dataset", None,
             "tensorflow-datasets image dataset: fashion_mnist, mnist, cifar10, imagenet_resized/32x32, ... "
@@ -80,6 +81,16 @@ def define_train_flags():
             "none: model the images alone; class: a class-conditional Image Transformer trained on the dataset's "
             "labels (a learned class embedding added at every position; completion and sampling then take labels) "
             f"{_default('conditional')}")
+    _define("enum", "task", None, list(configs.TASKS),
+            "generation: model images (completion, sampling); super_resolution: model each image given its version "
+            "downsampled by --scale (an encoder over the low-resolution pixels, cross-attended by every decoder "
+            f"block; python -m imagetransformer.super_resolve draws samples) {_default('task')}")
+    _define("integer", "scale", None,
+            f"super_resolution: downsampling factor; divides H and W (4: 28x28 from 7x7) {_default('scale')}",
+            lower_bound=2)
+    _define("integer", "encoder_layers", None,
+            "super_resolution: encoder blocks over the low-resolution image (default: as many as --num_layers).",
+            lower_bound=1)
     # Model.
     _define("enum", "model", None, list(models.MODELS),
             "Architecture: image_transformer (the --attention flags below) or pixelcnnpp (PixelCNN++, the "
@@ -172,6 +183,9 @@ def define_evaluate_flags():
     _define("string", "split", "test", "Split to evaluate, in tfds syntax: test, train, test[:1000], ...")
     _define("integer", "eval_examples", None, "Evaluate only the first N images of --split (default: all).",
             lower_bound=1)
+    _define("integer", "sr_examples", 100,
+            "Super-resolution models: super-resolve this many images of --split at temperatures 0.8 and 1.0 and "
+            "report PSNR/SSIM against the originals beside bicubic upsampling; 0 skips.", lower_bound=0)
 
 
 def parse_flags(argv):

@@ -73,6 +73,8 @@ class ImageTransformer(AutoregressiveImageModel):
     """
 
     supports_cache = True
+    # Whether decoder blocks cross-attend to an encoder's output (`SuperResolutionTransformer`).
+    cross_attention = False
 
     def __init__(
         self,
@@ -150,8 +152,10 @@ class ImageTransformer(AutoregressiveImageModel):
         if self.conditional:
             # Added to every position's embedding (also in each cached step).
             self.class_embedding = keras.layers.Embedding(self.num_classes, self.hidden_size, name="class_embedding")
+        self._make_encoder()
         self.decoder_blocks = [
-            DecoderBlock(self._make_attention(i), self.filter_size, self.dropout, name=f"decoder_block_{i}")
+            DecoderBlock(self._make_attention(i), self.filter_size, self.dropout, cross_attention=self.cross_attention,
+                         name=f"decoder_block_{i}")
             for i in range(self.num_layers)
         ]
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")
@@ -161,6 +165,9 @@ class ImageTransformer(AutoregressiveImageModel):
             self.head = DiscretizedLogisticMixtureHead(self.num_mixtures, self.image_shape[-1], name="head")
         self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
         self.build((None, *self.image_shape))
+
+    def _make_encoder(self):
+        """Creates the layers that encode a condition into a memory for cross-attention (none here)."""
 
     def _make_attention(self, index):
         name = f"attention_{index}"
@@ -180,11 +187,15 @@ class ImageTransformer(AutoregressiveImageModel):
         self.embedding.build((None, self.order.length, self.order.token_size))
         if self.class_embedding is not None:
             self.class_embedding.build((None,))
+        self._build_encoder()
         for block in self.decoder_blocks:
             block.build(sequence_shape)
         self.final_norm.build(sequence_shape)
         self.head.build(sequence_shape)
         self.built = True
+
+    def _build_encoder(self):
+        """Builds the layers `_make_encoder` created (none here)."""
 
     # --------------------------------------------------------------------------------------------------------------
     # Forward passes.
@@ -194,49 +205,59 @@ class ImageTransformer(AutoregressiveImageModel):
         unit = self.decoder_blocks[0].attention.prefix_unit
         return min(self.order.length, -(-int(known_length) // unit) * unit)
 
-    def _condition(self, labels):
-        """The class embedding `[B, 1, hidden]` added to every position, or None for an unconditional model."""
-        self.check_labels(labels)
-        if labels is None:
-            return None
-        return self.class_embedding(labels)[:, None, :]  # [B, 1, hidden]
+    def conditioning(self, condition, training=None):
+        """What the decoder needs of a condition, computed once per image; part of the decoder state.
 
-    def hidden_states(self, tokens, training=None, cache_position=None, labels=None):
+        Returns a dict: `{"condition": class embedding [B, 1, hidden]}` (added to every position) for a
+        class-conditional model, `{}` for an unconditional one; `SuperResolutionTransformer` returns the encoder's
+        output `{"memory": [B, h * w, hidden]}` (cross-attended by every block).
+        """
+        self.check_condition(condition)
+        if condition is None:
+            return {}
+        return {"condition": self.class_embedding(condition)[:, None, :]}  # [B, 1, hidden]
+
+    @staticmethod
+    def _add_condition(x, conditioning):
+        if "condition" in conditioning:
+            x = x + tf.cast(conditioning["condition"], x.dtype)
+        return x
+
+    def hidden_states(self, tokens, training=None, cache_position=None, condition=None):
         """Tokens `[B, length, token]` in generation order -> final hidden states `[B, length, hidden]`.
 
-        `tokens` may also be a prefix of the sequence, `prefill_length(n)` positions long. `labels` `[B]`: the
-        classes of a class-conditional model.
+        `tokens` may also be a prefix of the sequence, `prefill_length(n)` positions long. `condition`: the
+        classes `[B]` of a class-conditional model, the low-resolution images of a super-resolution model.
 
         With `cache_position` also returns the decoder state a step at that position expects (the prefill of
         cached decoding; see `init_caches`).
         """
-        x = self.embedding(tokens)  # [B, length, hidden]
-        condition = self._condition(labels)
-        if condition is not None:
-            x = x + tf.cast(condition, x.dtype)
+        conditioning = self.conditioning(condition, training=training)
+        x = self._add_condition(self.embedding(tokens), conditioning)  # [B, length, hidden]
+        memory = conditioning.get("memory")
         caches = []
         for block in self.decoder_blocks:
-            x = block(x, training=training, cache_position=cache_position)
+            x = block(x, training=training, cache_position=cache_position, memory=memory)
             if cache_position is not None:
                 x, cache = x
                 caches.append(cache)
         x = self.final_norm(x)
-        return x if cache_position is None else (x, self._state(caches, condition))
+        return x if cache_position is None else (x, {"layers": caches, **conditioning})
 
     def call(self, inputs, training=None):
         """Head parameters for every position: dmol `[B, H, W, P]`, categorical `[B, H, W, C, 256]` (float32).
 
         `inputs`: uint8 images `[B, H, W, C]`, or `{"images": ..., "labels": [B]}` for a class-conditional model.
         """
-        images, labels = self.split_inputs(inputs)
+        images, condition = self.split_inputs(inputs)
         self._check_images(images)
         tokens = self.order.to_sequence(tf.cast(images, tf.int32))
-        params = self.sequence_params(tokens, training=training, labels=labels)  # [B, length, P]
+        params = self.sequence_params(tokens, training=training, condition=condition)  # [B, length, P]
         return self.order.from_sequence(params)
 
-    def sequence_params(self, tokens, training=None, labels=None):
+    def sequence_params(self, tokens, training=None, condition=None):
         """Head parameters `[B, length, P]` in generation order for tokens `[B, length, token]`."""
-        return self.head(self.hidden_states(tokens, training=training, labels=labels))
+        return self.head(self.hidden_states(tokens, training=training, condition=condition))
 
     @property
     def known_rows_multiple(self):
@@ -248,23 +269,15 @@ class ImageTransformer(AutoregressiveImageModel):
         return (f"Image Transformer, {self.attention_type} attention, {self.num_layers} layers, hidden "
                 f"{self.hidden_size}, {self.distribution}")
 
-    @staticmethod
-    def _state(caches, condition):
-        """The decoder state: `{"layers": per-layer key/value caches}`, and `"condition"` `[B, 1, hidden]` when
-        class-conditional."""
-        state = {"layers": caches}
-        if condition is not None:
-            state["condition"] = condition
-        return state
-
     def step(self, previous_token, state, position):
-        """One cached generation step: head parameters `[B, P]` of `position` and the updated decoder state."""
-        x = self.embedding.step(previous_token, position)  # [B, 1, hidden]
-        if "condition" in state:
-            x = x + tf.cast(state["condition"], x.dtype)
+        """One cached generation step: head parameters `[B, P]` of `position` and the updated decoder state.
+
+        The decoder state is `{"layers": per-layer key/value caches, **conditioning(condition)}`.
+        """
+        x = self._add_condition(self.embedding.step(previous_token, position), state)  # [B, 1, hidden]
         new_caches = []
         for block, cache in zip(self.decoder_blocks, state["layers"]):
-            x, cache = block.step(x, cache, position)
+            x, cache = block.step(x, cache, position, memory=state.get("memory"))
             new_caches.append(cache)
         return self.head(self.final_norm(x))[:, 0], {**state, "layers": new_caches}
 
@@ -279,11 +292,11 @@ class ImageTransformer(AutoregressiveImageModel):
                   for block, cache in zip(self.decoder_blocks, state["layers"])]
         return {**state, "layers": caches}
 
-    def init_caches(self, batch_size, labels=None):
+    def init_caches(self, batch_size, condition=None):
         """The decoder state before any position: empty per-layer key/value caches for `batch_size` images (and
-        the class embedding of `labels` for a class-conditional model)."""
+        the `conditioning` of `condition` for a conditional model)."""
         caches = [block.attention.init_cache(batch_size, self.compute_dtype) for block in self.decoder_blocks]
-        return self._state(caches, self._condition(labels))
+        return {"layers": caches, **self.conditioning(condition, training=False)}
 
     def get_config(self):
         config = super().get_config()

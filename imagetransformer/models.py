@@ -13,14 +13,25 @@ import inspect
 
 from imagetransformer.model import ImageTransformer
 from imagetransformer.pixelcnnpp import PixelCNNPlusPlus
+from imagetransformer.super_resolution import SuperResolutionTransformer
 
-MODELS = {"image_transformer": ImageTransformer, "pixelcnnpp": PixelCNNPlusPlus}
+# `super_resolution_transformer` is what `--task=super_resolution` trains (with --model=image_transformer).
+MODELS = {"image_transformer": ImageTransformer, "pixelcnnpp": PixelCNNPlusPlus,
+          "super_resolution_transformer": SuperResolutionTransformer}
 DEFAULT_MODEL = "image_transformer"
 
 
 def _arguments(cls):
-    return [name for name, p in inspect.signature(cls.__init__).parameters.items()
-            if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+    """The named constructor arguments of `cls` and, where it forwards `**kwargs` to one, of its base classes."""
+    names = []
+    for base in cls.__mro__:
+        if "__init__" not in vars(base) or not hasattr(base, "sequence_params"):
+            continue
+        parameters = inspect.signature(base.__init__).parameters.values()
+        names += [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters) or base.__init__ is object.__init__:
+            break
+    return list(dict.fromkeys(names))
 
 
 def build(model=DEFAULT_MODEL, **kwargs):

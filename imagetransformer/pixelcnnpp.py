@@ -151,9 +151,9 @@ class PixelCNNPlusPlus(AutoregressiveImageModel):
         self._check_images(images)
         return self.head(self.features(images, training=training))
 
-    def sequence_params(self, tokens, training=None, labels=None):
+    def sequence_params(self, tokens, training=None, condition=None):
         """Tokens `[B, H*W, C]` in raster order -> head parameters `[B, H*W, P]`."""
-        self.check_labels(labels)
+        self.check_condition(condition)  # refuses any: this model is unconditional
         params = self(self.order.to_images(tokens), training=training)  # [B, H, W, P]
         return tf.reshape(params, [tf.shape(tokens)[0], self.order.length, self.head.params_size])
 

@@ -57,7 +57,7 @@ class Decoder:
         self._decode_fn = tf.function(self.decode, jit_compile=jit_compile, reduce_retracing=True)
         self._prefill_fn = tf.function(self.prefill, reduce_retracing=True)
         self._forward_fn = tf.function(
-            lambda tokens, labels=None: model.sequence_params(tokens, training=False, labels=labels))
+            lambda tokens, condition=None: model.sequence_params(tokens, training=False, condition=condition))
         self._noise_fn = tf.function(per_image_noise)  # map_fn as a graph loop: ~10 us per image, not ~1 ms
 
     def noise(self, seeds):
@@ -67,14 +67,15 @@ class Decoder:
     # ----------------------------------------------------------------------------------------------------------
     # Graph building blocks.
     # ----------------------------------------------------------------------------------------------------------
-    def prefill(self, tokens, known_length, labels=None):
+    def prefill(self, tokens, known_length, condition=None):
         """The decoder state (per-layer caches) holding the keys/values of the first `known_length` positions of
-        `tokens`; `labels` `[B]` for a class-conditional model."""
+        `tokens`; `condition`: the labels `[B]` of a class-conditional model, the low-resolution images of a
+        super-resolution model (encoded here, once)."""
         if known_length == 0:
-            return self.model.init_caches(tf.shape(tokens)[0], labels=labels)
+            return self.model.init_caches(tf.shape(tokens)[0], condition=condition)
         prefix = tokens[:, : self.model.prefill_length(known_length)]  # only the blocks that hold known positions
         _, caches = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length),
-                                             labels=labels)
+                                             condition=condition)
         return caches
 
     def decode(self, tokens, caches, start, stop, noise, temperature, params=None):
@@ -119,7 +120,7 @@ class Decoder:
         )
         return tf.transpose(canvas, [1, 0, 2]), caches, params
 
-    def decode_uncached(self, tokens, start, stop, noise, temperature, labels=None):
+    def decode_uncached(self, tokens, start, stop, noise, temperature, condition=None):
         """Generates positions `[start, stop)` in a `tf.while_loop`, re-running the whole network per position.
 
         The decoder of models without caches (PixelCNN++); same arguments as `decode`, returns the tokens.
@@ -129,7 +130,7 @@ class Decoder:
 
         def step(position, canvas):
             params = self.model.sequence_params(tf.transpose(canvas, [1, 0, 2]), training=False,
-                                                labels=labels)  # [B, length, P]
+                                                condition=condition)  # [B, length, P]
             params = tf.gather(params, position, axis=1)  # [B, P]
             token = self.head.sample(params, tf.gather(noise, position), temperature)  # [B, token]
             return position + 1, tf.tensor_scatter_nd_update(canvas, tf.reshape(position, [1, 1]), token[None])
@@ -137,13 +138,13 @@ class Decoder:
         _, canvas = tf.while_loop(lambda position, _: position < stop, step, (start, canvas))
         return tf.transpose(canvas, [1, 0, 2])
 
-    def complete_tokens(self, tokens, known_length, seeds, temperature, labels=None):
+    def complete_tokens(self, tokens, known_length, seeds, temperature, condition=None):
         """Graph-only completion: tokens `[B, length, token]` with `known_length` given -> all generated."""
         noise = per_image_noise(seeds, self.order.length, self.head.noise_size)
         if not self.model.supports_cache:
             return self.decode_uncached(tokens, tf.constant(known_length, tf.int32), tf.constant(self.order.length),
-                                        noise, temperature, labels)
-        caches = self.prefill(tokens, known_length, labels)
+                                        noise, temperature, condition)
+        caches = self.prefill(tokens, known_length, condition)
         start = tf.constant(known_length, tf.int32)
         tokens, _, _ = self.decode(tokens, caches, start, tf.constant(self.order.length), noise, temperature)
         return tokens
@@ -152,10 +153,10 @@ class Decoder:
     # Eager drivers.
     # ----------------------------------------------------------------------------------------------------------
     def run_cached(self, tokens, known_length, noise, temperature, chunk=None, progress=None, keep_params=False,
-                   labels=None):
+                   condition=None):
         """Cached decoding, optionally in chunks of `chunk` positions (for a progress bar)."""
         length = self.order.length
-        caches = self._prefill_fn(tokens, known_length, labels)
+        caches = self._prefill_fn(tokens, known_length, condition)
         params = None
         if keep_params:
             params = tf.zeros([length, tf.shape(tokens)[0], self.head.params_size], tf.float32)
@@ -171,10 +172,10 @@ class Decoder:
                 progress.update(position - known_length)
         return tokens, (tf.transpose(params, [1, 0, 2]) if keep_params else None)
 
-    def run_naive(self, tokens, known_length, noise, temperature, progress=None, stop=None, labels=None):
+    def run_naive(self, tokens, known_length, noise, temperature, progress=None, stop=None, condition=None):
         """Reference decoding: one full forward pass per generated position (up to `stop`, default all)."""
         for position in range(known_length, stop or self.order.length):
-            params = self._forward_fn(tokens, labels)[:, position]  # [B, P]
+            params = self._forward_fn(tokens, condition)[:, position]  # [B, P]
             token = self.head.sample(params, noise[:, position], temperature)
             tokens = tf.concat([tokens[:, :position], token[:, None], tokens[:, position + 1 :]], axis=1)
             if progress is not None:
@@ -206,7 +207,7 @@ def _check_temperature(temperature, batch_size):
 
 def complete(
     model, images, known_rows, temperature=1.0, seed=0, use_cache=True, progress=False, return_params=False,
-    jit_compile=True, labels=None,
+    jit_compile=True, labels=None, low_res=None,
 ):
     """Completes images from their first `known_rows` rows.
 
@@ -223,7 +224,9 @@ def complete(
             returns them; the given rows hold the prefill's parameters only for the cached decoder's steps).
         jit_compile: compile the cached step loop with XLA.
         labels: int `[B]` in `0..num_classes-1`: the class of each image, for (and only for) a class-conditional
-            model.
+            model (a scalar: the same class for every image).
+        low_res: uint8 `[B, h, w, C]`: the low-resolution version of each image, for (and only for) a
+            `SuperResolutionTransformer` (see `super_resolve`).
 
     Returns:
         uint8 `[B, H, W, C]` (and the parameters if `return_params`).
@@ -243,7 +246,9 @@ def complete(
         labels = tf.convert_to_tensor(labels)
         if labels.shape.rank == 0:  # one class for every image
             labels = tf.fill([batch_size], labels)
-    model.check_labels(labels, images)
+    inputs = {"images": images, **({"labels": labels} if labels is not None else {}),
+              **({"low_res": low_res} if low_res is not None else {})}
+    _, condition = model.split_inputs(inputs)  # refuses a condition the model does not take, or a missing one
     known_length = model.order.known_length(known_rows)
     temperature = _check_temperature(temperature, batch_size)
     seeds = per_image_seeds(seed, batch_size)
@@ -262,11 +267,11 @@ def complete(
     if use_cache and model.supports_cache:
         chunk = order.grid_shape[1] if progress else None  # one grid row per chunk
         tokens, params = decoder.run_cached(tokens, known_length, noise, temperature, chunk, bar, return_params,
-                                            labels=labels)
+                                            condition=condition)
     else:
         if return_params:
             raise ValueError("return_params needs the cached decoder (use_cache=True).")
-        tokens = decoder.run_naive(tokens, known_length, noise, temperature, bar, labels=labels)
+        tokens = decoder.run_naive(tokens, known_length, noise, temperature, bar, condition=condition)
     result = tf.cast(order.to_images(tokens), tf.uint8)
     if return_params:
         return result, order.from_sequence(params)
@@ -284,3 +289,30 @@ def sample(model, batch_size, temperature=1.0, seed=0, use_cache=True, progress=
         model, images, 0, temperature=temperature, seed=seed, use_cache=use_cache, progress=progress,
         jit_compile=jit_compile, labels=labels,
     )
+
+
+def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True):
+    """Samples full-resolution images given their low-resolution versions, with a `SuperResolutionTransformer`.
+
+    The encoder runs once per image (in the prefill); then the cached decoder generates every position,
+    cross-attending to the encoder's output.
+
+    Args:
+        model: a `SuperResolutionTransformer`.
+        low_res: integer `[B, h, w, C]` (values 0..255), `h, w = H / scale, W / scale`.
+        temperature, seed, use_cache, progress, jit_compile: as for `complete`.
+
+    Returns:
+        uint8 `[B, H, W, C]`.
+    """
+    if getattr(model, "condition_key", None) != "low_res":
+        raise ValueError(f"super_resolve needs a SuperResolutionTransformer (train with --task=super_resolution), "
+                         f"got a {type(model).__name__}.")
+    low_res = tf.convert_to_tensor(low_res)
+    batch_size = int(low_res.shape[0]) if low_res.shape.rank else 0
+    if low_res.shape.rank != 4 or batch_size < 1:
+        raise ValueError(f"low_res must be [batch >= 1, {', '.join(map(str, model.low_res_shape))}], got "
+                         f"{list(low_res.shape)}.")
+    images = tf.zeros([batch_size, *model.image_shape], tf.uint8)
+    return complete(model, images, 0, temperature=temperature, seed=seed, use_cache=use_cache, progress=progress,
+                    jit_compile=jit_compile, low_res=low_res)

@@ -129,6 +129,14 @@ def check_config(config):
     if config["conditional"] not in configs.CONDITIONAL:
         raise ValueError(f"--conditional={config['conditional']!r} is not supported; choose one of "
                          f"{', '.join(configs.CONDITIONAL)}.")
+    if config["task"] not in configs.TASKS:
+        raise ValueError(f"--task={config['task']!r} is not supported; choose one of {', '.join(configs.TASKS)}.")
+    if config["task"] == "super_resolution" and config["model"] != "image_transformer":
+        raise ValueError(f"--task=super_resolution needs --model=image_transformer (the encoder-decoder Image "
+                         f"Transformer); --model={config['model']} has no super-resolution variant.")
+    if config["task"] == "super_resolution" and config["conditional"] != "none":
+        raise ValueError("--task=super_resolution is conditioned on the low-resolution image; it takes "
+                         f"--conditional=none, not --conditional={config['conditional']}.")
     if config["conditional"] == "class" and config["model"] != "image_transformer":
         raise ValueError(f"--conditional=class needs --model=image_transformer (--model={config['model']} has no "
                          "class conditioning).")
@@ -394,6 +402,8 @@ def build_model(config, image_shape, strategy, num_classes=None):
     _, model_kwargs, _ = configs.split(config)
     if num_classes is not None:
         model_kwargs["num_classes"] = num_classes
+    if config["task"] == "super_resolution":
+        model_kwargs["model"] = "super_resolution_transformer"
     with strategy.scope():
         try:
             model = models.build(image_shape=image_shape, **model_kwargs)
@@ -500,6 +510,9 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     if with_labels:  # {"images", "labels"} dicts: the model's inputs, no targets
         train_ds = data_lib.as_model_inputs(train_ds)
         val_ds = None if val_ds is None else data_lib.as_model_inputs(val_ds)
+    if config["task"] == "super_resolution":  # {"images", "low_res"} dicts
+        train_ds = data_lib.with_low_res(train_ds, model.scale)
+        val_ds = None if val_ds is None else data_lib.with_low_res(val_ds, model.scale)
 
     steps_per_epoch = config["steps_per_epoch"]
     # Epoch e covers steps [e * steps_per_epoch, (e + 1) * steps_per_epoch) of an uninterrupted run; a run resumed

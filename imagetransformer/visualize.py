@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from imagetransformer import sampling
+from imagetransformer import resize, sampling
 from imagetransformer.checkpoints import atomic_path
 
 
@@ -60,11 +60,23 @@ def completion_rows(given, completed, originals, known_rows, shade=128):
     return rows
 
 
+def super_resolution_rows(low_res, bicubic, samples, originals, scale):
+    """One grid row per image: the low-resolution input (enlarged by `scale`, nearest neighbour), its bicubic
+    upsampling, the samples (a list of `[N, H, W, C]` arrays, e.g. one per temperature), the original."""
+    rows = []
+    for i, (small, smooth, original) in enumerate(zip(low_res, bicubic, originals)):
+        enlarged = np.asarray(small, np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
+        rows.append([enlarged, smooth, *[images[i] for images in samples], original])
+    return rows
+
+
 class CompletionImages(keras.callbacks.Callback):
     """Writes a completion grid of fixed images to TensorBoard at each epoch end ("images" tab).
 
-    Each row: the given top rows, the model's completion (seed 0), the original. Decoding runs the cached
-    decoder without XLA (no compilation during training). Needs the `tensorboard` package for `tf.summary.image`.
+    Each row: the given top rows, the model's completion (seed 0), the original. For a super-resolution model
+    instead: the low-resolution input, bicubic upsampling, the model's sample (seed 0), the original. Decoding runs
+    the cached decoder without XLA (no compilation during training). Needs the `tensorboard` package for
+    `tf.summary.image`.
 
     Args:
         images: uint8 `[N, H, W, C]`, e.g. the first validation images.
@@ -80,14 +92,23 @@ class CompletionImages(keras.callbacks.Callback):
         self.scale = scale
         self._writer = tf.summary.create_file_writer(log_dir)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _rows(self):
+        if getattr(self.model, "condition_key", None) == "low_res":
+            factor = self.model.scale
+            low_res = resize.downsample(self.images, factor)
+            samples = sampling.super_resolve(self.model, low_res, seed=0, jit_compile=False).numpy()
+            bicubic = resize.bicubic(low_res, factor).numpy()
+            return "super_resolution", super_resolution_rows(low_res.numpy(), bicubic, [samples], self.images, factor)
         known_rows = sampling.default_known_rows(self.model)
         completed = sampling.complete(self.model, self.images, known_rows, seed=0, jit_compile=False,
                                       labels=self.labels).numpy()
-        rows = completion_rows(self.images, completed, self.images, known_rows)
+        return "completions", completion_rows(self.images, completed, self.images, known_rows)
+
+    def on_epoch_end(self, epoch, logs=None):
+        tag, rows = self._rows()
         grid = image_grid(rows, scale=self.scale)
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         # record_if(True): Keras' TensorBoard callback may leave a step-based recording condition in place.
         with self._writer.as_default(), tf.summary.record_if(True):
-            tf.summary.image("completions", grid[None], step=step)
+            tf.summary.image(tag, grid[None], step=step)
         self._writer.flush()

@@ -33,13 +33,13 @@ def test_causal_given_the_class_and_the_class_changes_every_prediction(attention
     order = model.order
     labels = np.array([1, 3])
     tokens = order.to_sequence(random_images(2, (4, 4, 3))).numpy().astype(np.int32)
-    base = model.sequence_params(tf.constant(tokens), labels=tf.constant(labels))
+    base = model.sequence_params(tf.constant(tokens), condition=tf.constant(labels))
     for position in (0, 5, order.length - 2):
         changed = tokens.copy()
         changed[:, position] = (changed[:, position] + 97) % 256
-        moved = model.sequence_params(tf.constant(changed), labels=tf.constant(labels))
+        moved = model.sequence_params(tf.constant(changed), condition=tf.constant(labels))
         np.testing.assert_array_equal(moved[:, : position + 1], base[:, : position + 1])
-    other = model.sequence_params(tf.constant(tokens), labels=tf.constant([2, 0]))
+    other = model.sequence_params(tf.constant(tokens), condition=tf.constant([2, 0]))
     # Every position, the first included (which sees no pixel), depends on the class.
     assert np.abs(other - base).max(axis=-1).min() > 1e-5
 

@@ -9,10 +9,12 @@ import pytest
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
     DecoderBlock,
+    EncoderBlock,
     GatedResnet,
     GlobalSelfAttention,
     LocalSelfAttention1D,
     LocalSelfAttention2D,
+    LowResEmbedding,
     PixelEmbedding,
     ShiftedConv2D,
     ShiftedConv2DTranspose,
@@ -35,6 +37,9 @@ LAYERS = {
     "embedding_subpixels": (
         lambda: PixelEmbedding((4, 4, 3), HIDDEN, subpixels=True, query_shape=(2, 6)), (2, 3 * LENGTH, 1), "int32",
     ),
+    # Super-resolution encoder.
+    "encoder_block": (lambda: EncoderBlock(num_heads=2, filter_size=12, dropout=0.1), (2, 4, HIDDEN), "float32"),
+    "low_res_embedding": (lambda: LowResEmbedding((2, 2, 3), HIDDEN), (2, 2, 2, 3), "int32"),
     "dmol_head": (lambda: DiscretizedLogisticMixtureHead(num_mixtures=3, channels=3), (2, LENGTH, HIDDEN), "float32"),
     "categorical_head": (lambda: CategoricalHead(), (2, LENGTH, HIDDEN), "float32"),
     # PixelCNN++ (images [batch, 4, 4, channels]).

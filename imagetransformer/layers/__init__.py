@@ -1,21 +1,26 @@
-"""Keras layers of the Image Transformer (embedding, the three attention variants, the decoder block) and of the
-PixelCNN++ baseline (shifted convolutions, the gated residual block)."""
+"""Keras layers of the Image Transformer (embedding, the three attention variants, the decoder block), of its
+super-resolution encoder (low-resolution embedding, encoder block) and of the PixelCNN++ baseline (shifted
+convolutions, the gated residual block)."""
 
 from imagetransformer.layers.attention import MaskedSelfAttention
 from imagetransformer.layers.decoder_block import DecoderBlock
 from imagetransformer.layers.gated_resnet import GatedResnet
 from imagetransformer.layers.embedding import PixelEmbedding, timing_signal_2d
+from imagetransformer.layers.encoder_block import EncoderBlock
 from imagetransformer.layers.global_attention import GlobalSelfAttention
 from imagetransformer.layers.local_attention_1d import LocalSelfAttention1D
 from imagetransformer.layers.local_attention_2d import LocalSelfAttention2D
+from imagetransformer.layers.low_res_embedding import LowResEmbedding
 from imagetransformer.layers.shifted_conv import ShiftedConv2D, ShiftedConv2DTranspose
 
 __all__ = [
     "DecoderBlock",
+    "EncoderBlock",
     "GatedResnet",
     "GlobalSelfAttention",
     "LocalSelfAttention1D",
     "LocalSelfAttention2D",
+    "LowResEmbedding",
     "MaskedSelfAttention",
     "PixelEmbedding",
     "ShiftedConv2D",

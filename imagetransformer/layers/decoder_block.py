@@ -1,4 +1,5 @@
-"""One Transformer decoder block: masked self-attention and a feed-forward network, each as a residual branch."""
+"""One Transformer decoder block: masked self-attention, optional cross-attention to an encoder's output, and a
+feed-forward network, each as a residual branch."""
 
 import keras
 
@@ -9,6 +10,7 @@ class DecoderBlock(keras.layers.Layer):
 
     ```
     x = x + dropout(attention(layer_norm(x)))
+    x = x + dropout(cross_attention(layer_norm(x), memory))   # only with cross_attention=True
     x = x + dropout(dense(relu(dense(layer_norm(x)))))
     ```
 
@@ -21,11 +23,15 @@ class DecoderBlock(keras.layers.Layer):
     Args:
         attention: a `MaskedSelfAttention` layer (global, local 1D or local 2D), or its serialized config.
         filter_size: hidden units of the feed-forward network.
-        dropout: dropout rate on both residual branches and inside the feed-forward network.
+        dropout: dropout rate on the residual branches and inside the feed-forward network.
+        cross_attention: add a branch in which every position attends to all of `memory`, the output of an
+            encoder (the super-resolution model's low-resolution image), with Keras' `MultiHeadAttention` and as
+            many heads as the self-attention. It sees no other position of the sequence, so causality holds.
         **kwargs: forwarded to `keras.layers.Layer`.
 
     Shapes:
-        `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`.
+        `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`;
+        `call(x, memory=m)` with `cross_attention`: `m` is `[batch, memory_length, hidden]`.
 
     Example:
     >>> from imagetransformer.layers import GlobalSelfAttention
@@ -34,13 +40,14 @@ class DecoderBlock(keras.layers.Layer):
     TensorShape([1, 16, 8])
     """
 
-    def __init__(self, attention, filter_size, dropout=0.0, **kwargs):
+    def __init__(self, attention, filter_size, dropout=0.0, cross_attention=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(attention, dict):
             attention = keras.layers.deserialize(attention)
         self.attention = attention
         self.filter_size = int(filter_size)
         self.dropout_rate = float(dropout)
+        self.has_cross_attention = bool(cross_attention)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
         self.ffn_dropout = keras.layers.Dropout(self.dropout_rate)
@@ -51,6 +58,14 @@ class DecoderBlock(keras.layers.Layer):
         self.attention_norm.build(input_shape)
         if not self.attention.built:  # a deserialized attention layer arrives built
             self.attention.build(input_shape)
+        if self.has_cross_attention:
+            heads = self.attention.num_heads
+            self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm")
+            self.cross_norm.build(input_shape)
+            self.cross_attention = keras.layers.MultiHeadAttention(
+                heads, hidden_size // heads, name="cross_attention", dtype=self.dtype_policy
+            )
+            self.cross_attention.build(input_shape, (None, None, hidden_size))
         self.ffn_norm.build(input_shape)
         self.ffn_in = keras.layers.Dense(self.filter_size, activation="relu", name="ffn_in", dtype=self.dtype_policy)
         self.ffn_in.build(input_shape)
@@ -62,19 +77,32 @@ class DecoderBlock(keras.layers.Layer):
         h = self.ffn_out(self.ffn_dropout(h, training=training))
         return x + self.residual_dropout(h, training=training)
 
-    def call(self, x, training=None, cache_position=None):
-        """`x` `[batch, length, hidden]`; with `cache_position` also returns the attention cache (prefill)."""
+    def _cross_attend(self, x, memory, training):
+        if not self.has_cross_attention:
+            if memory is not None:
+                raise ValueError(f"{self.name} has no cross-attention (cross_attention=False): it takes no memory.")
+            return x
+        if memory is None:
+            raise ValueError(f"{self.name} cross-attends to an encoder output: pass memory [batch, length, hidden].")
+        attended = self.cross_attention(self.cross_norm(x), memory, training=training)  # [batch, length, hidden]
+        return x + self.residual_dropout(attended, training=training)
+
+    def call(self, x, training=None, cache_position=None, memory=None):
+        """`x` `[batch, length, hidden]`; with `cache_position` also returns the attention cache (prefill);
+        `memory` `[batch, memory_length, hidden]` with `cross_attention`."""
         attended = self.attention(self.attention_norm(x), cache_position=cache_position)
         if cache_position is not None:
             attended, cache = attended
         x = x + self.residual_dropout(attended, training=training)
+        x = self._cross_attend(x, memory, training)
         x = self._feed_forward(x, training)
         return x if cache_position is None else (x, cache)
 
-    def step(self, x, cache, position):
+    def step(self, x, cache, position, memory=None):
         """One generation step: `x` `[batch, 1, hidden]` at `position` -> (output, updated cache)."""
         attended, cache = self.attention.step(self.attention_norm(x), cache, position)
-        return self._feed_forward(x + attended, training=False), cache
+        x = self._cross_attend(x + attended, memory, training=False)
+        return self._feed_forward(x, training=False), cache
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -83,6 +111,6 @@ class DecoderBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(
             attention=keras.layers.serialize(self.attention), filter_size=self.filter_size,
-            dropout=self.dropout_rate,
+            dropout=self.dropout_rate, cross_attention=self.has_cross_attention,
         )
         return config

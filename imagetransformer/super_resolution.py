@@ -1,0 +1,144 @@
+"""Super-resolution: the Image Transformer decoder conditioned on a low-resolution image through an encoder.
+
+```
+low_res [B, h, w, C] uint8                       (h, w = H / scale, W / scale)
+  -> LowResEmbedding (values + 2D position)      [B, h * w, hidden]
+  -> encoder_layers x EncoderBlock (unmasked)    every low-resolution pixel sees every other
+  -> LayerNormalization                          memory [B, h * w, hidden]
+images [B, H, W, C] uint8
+  -> the ImageTransformer decoder (local 1D/2D or global masked self-attention), each block also
+     cross-attending to the memory                [B, length, hidden]
+  -> head parameters                              p(image | low_res), exact, as for the unconditional model
+```
+The memory is part of the cached decoder's state: sampling encodes each low-resolution image once (in the
+prefill) and then generates one position per step as the unconditional model does.
+
+Training pairs come from full-resolution images alone: `imagetransformer.resize.downsample` (area averaging,
+rounded) makes the low-resolution input; `--task=super_resolution` does this in the input pipeline.
+"""
+
+import keras
+import tensorflow as tf
+
+from imagetransformer import resize
+from imagetransformer.layers import EncoderBlock, LowResEmbedding
+from imagetransformer.model import ImageTransformer
+
+
+@keras.saving.register_keras_serializable(package="imagetransformer")
+class SuperResolutionTransformer(ImageTransformer):
+    """Encoder-decoder Image Transformer of `p(image | its low-resolution version)`.
+
+    Inputs are `{"images": uint8 [B, H, W, C], "low_res": uint8 [B, H/scale, W/scale, C]}`; `log_prob(images,
+    low_res=...)`, `it.super_resolve(model, low_res)` and `it.complete(model, images, known_rows, low_res=...)`
+    take the low-resolution images beside the images.
+
+    Args:
+        image_shape: full-resolution `(H, W, C)`.
+        scale: integer upsampling factor (4: 7x7 -> 28x28, 8x8 -> 32x32); must divide `H` and `W`.
+        encoder_layers: encoder blocks (default: `num_layers`). The encoder has the decoder's width, heads,
+            feed-forward size and dropout.
+        **kwargs: the `ImageTransformer` arguments of the decoder (`attention`, `num_layers`, `hidden_size`, ...;
+            not `num_classes`) and `keras.Model`'s.
+
+    Example:
+    >>> model = SuperResolutionTransformer(image_shape=(8, 8, 1), scale=4, attention="local_1d", num_layers=1,
+    ...                                    hidden_size=16, num_heads=2, filter_size=32, block_length=16,
+    ...                                    memory_length=16, num_mixtures=2)
+    >>> images = tf.zeros([2, 8, 8, 1], tf.uint8)
+    >>> model.log_prob(images, low_res=tf.zeros([2, 2, 2, 1], tf.uint8)).shape
+    TensorShape([2])
+    """
+
+    cross_attention = True
+
+    def __init__(self, image_shape=(32, 32, 3), scale=4, encoder_layers=None, **kwargs):
+        if kwargs.get("num_classes") is not None:
+            raise ValueError("A SuperResolutionTransformer is conditioned on low-resolution images, not classes: "
+                             "num_classes must be None (train with --conditional=none).")
+        kwargs.pop("num_classes", None)
+        image_shape = self._validate_image_shape(image_shape)
+        scale = resize.check_scale(image_shape, scale)
+        if encoder_layers is not None and (int(encoder_layers) != encoder_layers or encoder_layers < 1):
+            raise ValueError(f"encoder_layers={encoder_layers!r} must be None (as many as num_layers) or an integer "
+                             ">= 1.")
+        # Plain attributes that `_make_encoder` reads while `ImageTransformer.__init__` creates the layers.
+        self.scale = scale
+        self.low_res_shape = (image_shape[0] // scale, image_shape[1] // scale, image_shape[2])
+        self._encoder_layers = encoder_layers
+        super().__init__(image_shape=image_shape, **kwargs)
+
+    # --------------------------------------------------------------------------------------------------------------
+    # The encoder.
+    # --------------------------------------------------------------------------------------------------------------
+    def _make_encoder(self):
+        self.encoder_layers = self.num_layers if self._encoder_layers is None else int(self._encoder_layers)
+        self.low_res_embedding = LowResEmbedding(self.low_res_shape, self.hidden_size, name="low_res_embedding")
+        self.encoder_blocks = [
+            EncoderBlock(self.num_heads, self.filter_size, self.dropout, name=f"encoder_block_{i}")
+            for i in range(self.encoder_layers)
+        ]
+        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
+
+    def _build_encoder(self):
+        self.low_res_embedding.build((None, *self.low_res_shape))
+        memory_shape = (None, self.low_res_shape[0] * self.low_res_shape[1], self.hidden_size)
+        for block in self.encoder_blocks:
+            block.build(memory_shape)
+        self.encoder_norm.build(memory_shape)
+
+    def encode(self, low_res, training=None):
+        """Low-resolution images `[B, h, w, C]` -> the memory every decoder block attends to `[B, h * w, hidden]`."""
+        x = self.low_res_embedding(low_res)  # [B, h * w, hidden]
+        for block in self.encoder_blocks:
+            x = block(x, training=training)
+        return self.encoder_norm(x)
+
+    def conditioning(self, condition, training=None):
+        """`{"memory": encode(low_res)}`: the decoder state's conditioning, computed once per image."""
+        self.check_condition(condition)
+        return {"memory": self.encode(condition, training=training)}
+
+    # --------------------------------------------------------------------------------------------------------------
+    # The condition input.
+    # --------------------------------------------------------------------------------------------------------------
+    @property
+    def condition_key(self):
+        return "low_res"
+
+    def condition_spec(self):
+        return tf.TensorSpec([None, *self.low_res_shape], tf.uint8)
+
+    def check_condition(self, condition, images=None):
+        """Raises unless `condition` is integer low-resolution images `[B, h, w, C]` (values 0..255, checked when
+        known) with the batch of `images`."""
+        expected = f"[batch, {', '.join(map(str, self.low_res_shape))}]"
+        if condition is None:
+            raise ValueError(f"This SuperResolutionTransformer needs low_res: the low-resolution images {expected} "
+                             f"(scale {self.scale}).")
+        if not condition.dtype.is_integer:
+            raise TypeError(f"low_res must be an integer tensor with values 0..255, got dtype {condition.dtype.name}.")
+        shape = condition.shape
+        batch = None if images is None else images.shape[0]
+        if (shape.rank != 4 or any(a is not None and a != b for a, b in zip(shape[1:], self.low_res_shape))
+                or (batch is not None and shape[0] is not None and shape[0] != batch)):
+            raise ValueError(f"low_res must have shape {expected} (the images' {self.image_shape[0]}x"
+                             f"{self.image_shape[1]} downsampled by scale {self.scale}"
+                             f"{f', batch {batch}' if batch is not None else ''}), got {list(shape)}.")
+        if tf.executing_eagerly() and condition.dtype != tf.uint8:
+            values = condition.numpy()
+            if values.size and (values.min() < 0 or values.max() > 255):
+                raise ValueError(f"low_res values must be in 0..255, got {values.min()}..{values.max()}.")
+
+    @property
+    def description(self):
+        height, width = self.low_res_shape[:2]
+        return (f"Super-resolution Image Transformer {height}x{width} -> {self.image_shape[0]}x{self.image_shape[1]}"
+                f", encoder {self.encoder_layers} layers, {self.attention_type} decoder {self.num_layers} layers, "
+                f"hidden {self.hidden_size}, {self.distribution}")
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("num_classes")
+        config.update(scale=self.scale, encoder_layers=self.encoder_layers)
+        return config
