@@ -4,13 +4,15 @@
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --minutes=45 --out=runs/study      # real data, ~50 min
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --mock_cifar10 --minutes=3 --out=runs/study_cifar10
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --models=local_1d,local_1d_class --minutes=20 \
-    --out=runs/study_class                        # class-conditional vs unconditional at equal budget
+    --out=runs/study_class --prefix=study_class                        # class-conditional vs unconditional at equal budget
+PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --models=super_resolution --minutes=25 --noconcurrent \
+    --out=runs/study_sr                           # 7x7 -> 28x28 super-resolution: bits/dim, PSNR/SSIM vs bicubic
 ```
 Each model trains with `python -m imagetransformer.train` (same data, batch, learning-rate schedule, clipping and
 validation) for the same wall-clock budget (`--train_minutes`). With `--concurrent` (default) the runs train at the
 same time, each pinned to `--threads` CPU threads, so that whatever else the machine does slows all of them
 alike. Then each is evaluated on the whole test split (bits/dim), and a completion grid (top half given; rows:
-original | completion) is written to `--docs/study_<name>.png`.
+original | completion) is written to `--docs/<--prefix>_<name>.png`.
 
 Prints one JSON line per model (`name`, `parameters`, `steps`, `images_per_second` in training,
 `test_bits_per_dim`, `test_images`) and writes them to `--out/results.json`.
@@ -37,6 +39,8 @@ STUDY = {
     "pixelcnnpp": ["--config=fashion_mnist_pixelcnnpp"],
     # Issue 9: the same local 1D model, class-conditional (evaluated given each test image's class).
     "local_1d_class": ["--config=fashion_mnist_small", "--attention=local_1d", "--conditional=class"],
+    # Issue 9: 7x7 -> 28x28 super-resolution (bits/dim of the image given its low-resolution version; PSNR/SSIM).
+    "super_resolution": ["--config=fashion_mnist_super_resolution"],
 }
 COMMON = ["--train_steps=10000000", "--steps_per_epoch=200", "--val_examples=256", "--summary_images=0",
           "--verbose=2"]
@@ -44,11 +48,13 @@ COMMON = ["--train_steps=10000000", "--steps_per_epoch=200", "--val_examples=256
 flags.DEFINE_float("minutes", 45.0, "Training budget per model (wall clock).")
 flags.DEFINE_string("out", "runs/study", "Directory for the model directories, logs and results.json.")
 flags.DEFINE_string("docs", "docs", "Where the completion grids go.")
+flags.DEFINE_string("prefix", "study", "Grid file names: <docs>/<prefix>_<model>.png.")
 flags.DEFINE_list("models", ["local_1d", "local_2d", "pixelcnnpp"],
                   f"Models of the study, of: {', '.join(STUDY)}.")
 flags.DEFINE_bool("concurrent", True, "Train the models at the same time (each on --threads threads).")
 flags.DEFINE_integer("threads", 1, "CPU threads per training process when --concurrent.")
 flags.DEFINE_integer("eval_examples", None, "Test images to evaluate (default: the whole test split).")
+flags.DEFINE_integer("sr_examples", 100, "Super-resolution models: test images to super-resolve and score.")
 flags.DEFINE_bool("mock_cifar10", False, "Mocked CIFAR-10 at the paper's sizes instead (the RGB path).")
 flags.DEFINE_bool("skip_training", False, "Only evaluate and draw the grids of existing runs in --out.")
 flags.DEFINE_float("speed_minutes", 0.0,
@@ -118,17 +124,21 @@ def train_all():
 
 
 def evaluate_all(trained, batch_size, speeds=None):
-    from imagetransformer import checkpoints, completions, evaluate  # pylint: disable=import-outside-toplevel
+    from imagetransformer import checkpoints, completions, evaluate, super_resolve_grid  # pylint: disable=C0415
 
     rows = []
     for name in FLAGS.models:
         model_dir = os.path.join(FLAGS.out, name)
         model = checkpoints.load_model(model_dir)
         start = time.perf_counter()
-        result = evaluate.evaluate(model_dir, "test", eval_examples=FLAGS.eval_examples, model=model)
+        result = evaluate.evaluate(model_dir, "test", eval_examples=FLAGS.eval_examples, model=model,
+                                   sr_examples=FLAGS.sr_examples)
         eval_seconds = time.perf_counter() - start
-        grid = os.path.join(FLAGS.docs, f"study{'_cifar10' if FLAGS.mock_cifar10 else ''}_{name}.png")
-        completions.run(model_dir, grid, num_images=8, seed=0, progress=False)
+        grid = os.path.join(FLAGS.docs, f"{FLAGS.prefix}{'_cifar10' if FLAGS.mock_cifar10 else ''}_{name}.png")
+        if model.condition_key == "low_res":  # rows: low resolution | bicubic | T=0.8 | T=1.0 | original
+            super_resolve_grid.run(model_dir, grid, num_images=8, seed=0, progress=False)
+        else:
+            completions.run(model_dir, grid, num_images=8, seed=0, progress=False)
         steps, steps_per_second = trained.get(name, (None, float("nan")))
         row = dict(name=name, model=model.description, parameters=model.count_params(), steps=steps,
                    images_per_second=round(steps_per_second * batch_size, 2),
@@ -136,6 +146,8 @@ def evaluate_all(trained, batch_size, speeds=None):
                    eval_seconds=round(eval_seconds, 1), grid=grid, minutes=FLAGS.minutes,
                    concurrent=FLAGS.concurrent and not FLAGS.mock_cifar10,
                    images_per_second_alone=(speeds or {}).get(name))
+        if result.super_resolution:
+            row["super_resolution"] = dict(result.super_resolution, images=min(FLAGS.sr_examples, result.num_examples))
         print(json.dumps(row), flush=True)
         rows.append(row)
     with open(os.path.join(FLAGS.out, "results.json"), "w") as f:

@@ -21,16 +21,20 @@ from imagetransformer import flags as it_flags
 from imagetransformer import resize, sampling, visualize
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Model directory written by imagetransformer.train --task=super_resolution.")
-flags.DEFINE_string("output", "super_resolution.png", "PNG file to write.")
-flags.DEFINE_integer("num_images", 8, "Test images to downsample and super-resolve.", lower_bound=1)
-flags.DEFINE_list("temperatures", ["0.8", "1.0"], "Sampling temperatures > 0, one grid column each.")
-flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same images.")
-flags.DEFINE_string("split", "test", "Split of the model's dataset whose first images are used.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: the one used in training).")
+# allow_override: `imagetransformer.completions` defines flags of the same names; a process that imports both (a
+# test session, bench/likelihood_study.py) must not fail. Each program parses only its own flags.
+_OVERRIDE = dict(allow_override=True)
+flags.DEFINE_string("model_dir", None, "Model directory written by imagetransformer.train --task=super_resolution.",
+                    **_OVERRIDE)
+flags.DEFINE_string("output", "super_resolution.png", "PNG file to write.", **_OVERRIDE)
+flags.DEFINE_integer("num_images", 8, "Test images to downsample and super-resolve.", lower_bound=1, **_OVERRIDE)
+flags.DEFINE_list("temperatures", ["0.8", "1.0"], "Sampling temperatures > 0, one grid column each.", **_OVERRIDE)
+flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same images.", **_OVERRIDE)
+flags.DEFINE_string("split", "test", "Split of the model's dataset whose first images are used.", **_OVERRIDE)
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: the one used in training).",
+                    **_OVERRIDE)
 flags.DEFINE_integer("zoom", 4, "Magnification of each image in the PNG grid (pixels per image pixel).",
-                     lower_bound=1)
-
+                     lower_bound=1, **_OVERRIDE)
 
 def _temperatures(values):
     try:

@@ -11,7 +11,8 @@ import imagetransformer
 
 MODULES = sorted(
     name for _, name, _ in pkgutil.walk_packages(imagetransformer.__path__, "imagetransformer.")
-    if name != "imagetransformer.complete"  # the program; importing it rebinds imagetransformer.complete
+    # The programs: importing them would rebind the functions imagetransformer.complete / .super_resolve.
+    if name not in ("imagetransformer.complete", "imagetransformer.super_resolve")
 )
 
 
