@@ -97,6 +97,12 @@ def test_cached_decoding_equals_teacher_forcing_given_the_low_res_image(attentio
     naive = sampling.complete(model, images, known_rows=0, seed=[1, 2, 3], low_res=low_res, use_cache=False)
     np.testing.assert_array_equal(naive, generated)
     np.testing.assert_array_equal(it.super_resolve(model, low_res, seed=[1, 2, 3]), generated)
+    # Completion from known rows also conditions on the low-resolution image (prefill path).
+    completed, step_params = sampling.complete(model, originals, known_rows=2, seed=[1, 2, 3], low_res=low_res,
+                                               return_params=True, jit_compile=False)
+    np.testing.assert_array_equal(completed.numpy()[:, :2], originals[:, :2])
+    forced = params(model, completed.numpy(), low_res)
+    np.testing.assert_allclose(step_params.numpy()[:, 2:], forced[:, 2:], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("low_res,error,match", [
