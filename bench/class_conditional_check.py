@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from imagetransformer import checkpoints, completions, data
 
-flags.DEFINE_string("model_dir", "runs/study_class/local_1d_class", "A class-conditional model directory.")
+flags.DEFINE_string("model_dir", "runs/study_class/local_1d_class", "A class-conditional model directory.",
+                    allow_override=True)  # imagetransformer.completions defines it too
 flags.DEFINE_integer("images", 2000, "Test images to score.")
 flags.DEFINE_string("grid", None, "PNG of 20 samples, the classes 0, 1, ... in turn (rows of 5); none if unset.")
 FLAGS = flags.FLAGS
