@@ -210,7 +210,8 @@ class ImageTransformer(AutoregressiveImageModel):
 
         Returns a dict: `{"condition": class embedding [B, 1, hidden]}` (added to every position) for a
         class-conditional model, `{}` for an unconditional one; `SuperResolutionTransformer` returns the encoder's
-        output `{"memory": [B, h * w, hidden]}` (cross-attended by every block).
+        output `{"memory": [B, h * w, hidden]}` (cross-attended by every block) and `"per_position"`
+        `[B, length, hidden]` (added to each position's input, in generation order).
         """
         self.check_condition(condition)
         if condition is None:
@@ -218,9 +219,18 @@ class ImageTransformer(AutoregressiveImageModel):
         return {"condition": self.class_embedding(condition)[:, None, :]}  # [B, 1, hidden]
 
     @staticmethod
-    def _add_condition(x, conditioning):
+    def _add_condition(x, conditioning, position=None):
+        """`x` `[B, length, hidden]` (positions `0..length-1`, or the one `position` of a step) plus the
+        conditioning's additive terms."""
         if "condition" in conditioning:
             x = x + tf.cast(conditioning["condition"], x.dtype)
+        if "per_position" in conditioning:
+            per_position = conditioning["per_position"]  # [B, length, hidden]
+            if position is None:
+                per_position = per_position[:, : x.shape[1]]  # x may be a prefix
+            else:
+                per_position = tf.gather(per_position, [position], axis=1)  # [B, 1, hidden]
+            x = x + tf.cast(per_position, x.dtype)
         return x
 
     def hidden_states(self, tokens, training=None, cache_position=None, condition=None):
@@ -274,7 +284,7 @@ class ImageTransformer(AutoregressiveImageModel):
 
         The decoder state is `{"layers": per-layer key/value caches, **conditioning(condition)}`.
         """
-        x = self._add_condition(self.embedding.step(previous_token, position), state)  # [B, 1, hidden]
+        x = self._add_condition(self.embedding.step(previous_token, position), state, position)  # [B, 1, hidden]
         new_caches = []
         for block, cache in zip(self.decoder_blocks, state["layers"]):
             x, cache = block.step(x, cache, position, memory=state.get("memory"))

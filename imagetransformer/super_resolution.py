@@ -6,12 +6,17 @@ low_res [B, h, w, C] uint8                       (h, w = H / scale, W / scale)
   -> encoder_layers x EncoderBlock (unmasked)    every low-resolution pixel sees every other
   -> LayerNormalization                          memory [B, h * w, hidden]
 images [B, H, W, C] uint8
+  -> PixelEmbedding, plus at each position the memory of the low-resolution pixel it lies in
   -> the ImageTransformer decoder (local 1D/2D or global masked self-attention), each block also
-     cross-attending to the memory                [B, length, hidden]
+     cross-attending to the whole memory           [B, length, hidden]
   -> head parameters                              p(image | low_res), exact, as for the unconditional model
 ```
 The memory is part of the cached decoder's state: sampling encodes each low-resolution image once (in the
-prefill) and then generates one position per step as the unconditional model does.
+prefill) and then generates one position per step as the unconditional model does. Two things make the
+low-resolution image easy to use from the first steps of training: the encoder's position signal is measured in
+full-resolution pixels (`LowResEmbedding(scale=...)`), so queries and keys of the same place match, and each
+decoder position gets the encoder output of its own low-resolution pixel added to its input (a nearest-neighbour
+"upsampling" of the memory); cross-attention then brings in the neighbourhood.
 
 Training pairs come from full-resolution images alone: `imagetransformer.resize.downsample` (area averaging,
 rounded) makes the low-resolution input; `--task=super_resolution` does this in the input pipeline.
@@ -73,7 +78,11 @@ class SuperResolutionTransformer(ImageTransformer):
     # --------------------------------------------------------------------------------------------------------------
     def _make_encoder(self):
         self.encoder_layers = self.num_layers if self._encoder_layers is None else int(self._encoder_layers)
-        self.low_res_embedding = LowResEmbedding(self.low_res_shape, self.hidden_size, name="low_res_embedding")
+        self.low_res_embedding = LowResEmbedding(self.low_res_shape, self.hidden_size, scale=self.scale,
+                                                 name="low_res_embedding")
+        rows, cols, _ = self.order.pixel_coordinates()
+        # The low-resolution pixel (raster index into the memory) that each position, in generation order, lies in.
+        self._low_res_index = (rows // self.scale) * self.low_res_shape[1] + cols // self.scale  # [length]
         self.encoder_blocks = [
             EncoderBlock(self.num_heads, self.filter_size, self.dropout, name=f"encoder_block_{i}")
             for i in range(self.encoder_layers)
@@ -95,9 +104,11 @@ class SuperResolutionTransformer(ImageTransformer):
         return self.encoder_norm(x)
 
     def conditioning(self, condition, training=None):
-        """`{"memory": encode(low_res)}`: the decoder state's conditioning, computed once per image."""
+        """The decoder state's conditioning, computed once per image: `{"memory": encode(low_res)}` `[B, h * w,
+        hidden]` and `"per_position"` `[B, length, hidden]`, the memory of each position's low-resolution pixel."""
         self.check_condition(condition)
-        return {"memory": self.encode(condition, training=training)}
+        memory = self.encode(condition, training=training)
+        return {"memory": memory, "per_position": tf.gather(memory, self._low_res_index, axis=1)}
 
     # --------------------------------------------------------------------------------------------------------------
     # The condition input.
