@@ -4,7 +4,7 @@
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --minutes=45 --out=runs/study      # real data, ~50 min
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --mock_cifar10 --minutes=3 --out=runs/study_cifar10
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --models=local_1d,local_1d_class --minutes=20 \
-    --out=runs/study_class --prefix=study_class                        # class-conditional vs unconditional at equal budget
+    --out=runs/study_class --prefix=study_class   # class-conditional vs unconditional at equal budget
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --models=super_resolution --minutes=25 --noconcurrent \
     --out=runs/study_sr                           # 7x7 -> 28x28 super-resolution: bits/dim, PSNR/SSIM vs bicubic
 ```

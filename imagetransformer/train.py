@@ -73,7 +73,8 @@ class TrainResult:
     """What `train` did.
 
     Attributes:
-        model: the trained model (`ImageTransformer` or `PixelCNNPlusPlus`; its latest weights are also in `model_dir/model.weights.h5`).
+        model: the trained model (`ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`; its
+            latest weights are also in `model_dir/model.weights.h5`).
         history: the `keras.callbacks.History` of this run's `fit`, or None when there was nothing to train.
         initial_step: optimizer steps the model had taken when this run started (0 unless resumed).
         final_step: optimizer steps taken in all when this run ended.

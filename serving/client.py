@@ -6,11 +6,13 @@ python -m serving.client --server=localhost:8500 --grpc --image=in.png --output=
 python -m serving.client --signature=complete --seed=3 --temperature=0.9 --image=in.png --output=out.png
 python -m serving.client --signature=sample --seed=0 --num_images=4 --output=samples.png
 python -m serving.client --signature=log_prob --image=in.png                               # prints JSON
+python -m serving.client --signature=super_resolve --image=small.png --output=big.png     # super-resolution model
 python -m serving.client --status                                                          # model status
 ```
 `--image` is a whole image of the model's size (H x W; grayscale images are sent with 1 channel, others as RGB,
 or force with `--channels`): the client sends its top H//2 rows and writes the completed image as PNG. Several
-images (`--num_images` for `sample`) are written side by side.
+images (`--num_images` for `sample`) are written side by side. For a super-resolution model's `super_resolve`,
+`--image` is the low-resolution image itself (H/scale x W/scale), sent whole with `--seed` and `--temperature`.
 
 REST: `POST /v1/models/NAME:predict` with `{"signature_name": ..., "inputs": {...}}` (TF Serving's columnar
 format); gRPC: `tensorflow.serving.PredictionService/Predict` (needs `tensorflow-serving-api`). Only the gRPC
@@ -29,7 +31,7 @@ import urllib.request
 
 import numpy as np
 
-SIGNATURES = ("serving_default", "complete", "sample", "log_prob")
+SIGNATURES = ("serving_default", "complete", "sample", "log_prob", "super_resolve")
 DEFAULT_REST = "localhost:8501"
 DEFAULT_GRPC = "localhost:8500"
 MODEL_NAME = "imagetransformer"
@@ -198,7 +200,7 @@ def status_grpc(server, model_name, timeout=10.0):
 # ----------------------------------------------------------------------------------------------------------------
 def build_inputs(signature, image=None, seed=0, temperature=1.0, num_images=1):
     """The signature's inputs (numpy, with their exact dtypes) for one image or `num_images` samples."""
-    if signature in ("serving_default", "complete", "log_prob") and image is None:
+    if signature in ("serving_default", "complete", "log_prob", "super_resolve") and image is None:
         raise ClientError(f"--signature={signature} needs --image")
     if signature == "serving_default":
         return {"top_half": top_half(image)}
@@ -209,6 +211,9 @@ def build_inputs(signature, image=None, seed=0, temperature=1.0, num_images=1):
         return {"seed": np.arange(seed, seed + num_images, dtype=np.int64)}
     if signature == "log_prob":
         return {"images": image[None]}
+    if signature == "super_resolve":  # the image is the low-resolution input
+        return {"low_res": image[None], "seed": np.array([seed], np.int64),
+                "temperature": np.array([temperature], np.float32)}
     raise ClientError(f"--signature={signature} is not one of {', '.join(SIGNATURES)}")
 
 
@@ -234,12 +239,13 @@ def _define_flags():
     flags.DEFINE_string("server", None, f"host:port of TF Serving (default {DEFAULT_REST} for REST, "
                         f"{DEFAULT_GRPC} with --grpc); http:// prefix optional")
     flags.DEFINE_bool("grpc", False, "Use gRPC PredictionService instead of the REST API.")
-    flags.DEFINE_string("image", None, "Image file (PNG, JPEG, ...) of the model's size; its top half is sent.")
+    flags.DEFINE_string("image", None, "Image file (PNG, JPEG, ...) of the model's size; its top half is sent "
+                        "(super_resolve: the low-resolution image, sent whole).")
     flags.DEFINE_string("output", None, "PNG file for the completed (or sampled) image(s).")
     flags.DEFINE_enum("signature", "serving_default", list(SIGNATURES), "Signature to call.")
     flags.DEFINE_string("model_name", "imagetransformer", "Model name in TF Serving's model config.")
-    flags.DEFINE_integer("seed", 0, "Seed for `complete` (one image) and first seed for `sample`.")
-    flags.DEFINE_float("temperature", 1.0, "Temperature for `complete` (> 0).")
+    flags.DEFINE_integer("seed", 0, "Seed for `complete` / `super_resolve` (one image) and first seed for `sample`.")
+    flags.DEFINE_float("temperature", 1.0, "Temperature for `complete` / `super_resolve` (> 0).")
     flags.DEFINE_integer("num_images", 1, "Images to draw with `sample` (seeds seed, seed+1, ...).", lower_bound=1)
     flags.DEFINE_enum("channels", None, ["1", "3"], "Send the image as grayscale (1) or RGB (3); default: as stored.")
     flags.DEFINE_float("timeout", 120.0, "Request timeout in seconds.")

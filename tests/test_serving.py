@@ -7,6 +7,7 @@ running the exported SavedModel on 127.0.0.1 with ephemeral ports, in a child pr
 stops. Every request has a timeout; the server exits by itself after a bounded lifetime.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -54,10 +55,10 @@ def export_dir(model, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def server(export_dir, tmp_path_factory):
-    """`{"grpc": "127.0.0.1:port", "rest": "127.0.0.1:port"}` of a reference server on the export."""
-    ready = str(tmp_path_factory.mktemp("server") / "ready.json")
+@contextlib.contextmanager
+def running_server(export_dir, workdir):
+    """`{"grpc": "127.0.0.1:port", "rest": "127.0.0.1:port"}` of a reference server on the export, while in use."""
+    ready = os.path.join(workdir, "ready.json")
     log = open(ready + ".log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.reference_server", f"--model_base_path={export_dir}", f"--model_name={MODEL}",
@@ -82,6 +83,12 @@ def server(export_dir, tmp_path_factory):
             process.kill()
             process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(export_dir, tmp_path_factory):
+    with running_server(export_dir, str(tmp_path_factory.mktemp("server"))) as addresses:
+        yield addresses
 
 
 @pytest.fixture(scope="module")
@@ -323,3 +330,28 @@ def test_start_server_refuses_a_directory_without_versions(tmp_path):
     result = run_start_server(str(tmp_path / "empty"), tmp_path)
     assert result.returncode == 1 and "no version directory" in result.stderr
     assert not (tmp_path / "tensorflow_model_server.args").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A super-resolution model behind the server.
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("use_grpc", [False, True])
+def test_super_resolve_signature_from_the_cli(tmp_path, use_grpc):
+    from imagetransformer import resize  # pylint: disable=import-outside-toplevel
+
+    keras.utils.set_random_seed(3)
+    model = it.SuperResolutionTransformer(scale=2, **tiny_kwargs("local_1d", image_shape=(4, 4, 1)))
+    export_dir = str(tmp_path / "sr")
+    export_lib.export_model(model, export_dir)
+    small = resize.downsample(random_images(1, model.image_shape, seed=4), 2).numpy()[0]  # [2, 2, 1]
+    Image.fromarray(small[..., 0]).save(tmp_path / "small.png")
+    expected = it.super_resolve(model, small[None], temperature=0.7, seed=np.array([5], np.int64)).numpy()[0]
+    with running_server(export_dir, str(tmp_path)) as addresses:
+        flags = ["--grpc", f"--server={addresses['grpc']}"] if use_grpc else [f"--server={addresses['rest']}"]
+        run = cli(*flags, "--signature=super_resolve", f"--image={tmp_path / 'small.png'}", "--seed=5",
+                  "--temperature=0.7", f"--output={tmp_path / 'big.png'}")
+        assert run.returncode == 0, run.stderr[-2000:]
+        np.testing.assert_array_equal(read_png(tmp_path / "big.png"), expected)
+        run = cli(*flags, "--signature=super_resolve", f"--image={tmp_path / 'big.png'}",
+                  f"--output={tmp_path / 'x.png'}")
+        assert run.returncode == 1 and "low_res must be [batch, 2, 2, 1]" in run.stderr, run.stderr[-2000:]
