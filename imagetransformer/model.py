@@ -257,7 +257,8 @@ class ImageTransformer(AutoregressiveImageModel):
     def call(self, inputs, training=None):
         """Head parameters for every position: dmol `[B, H, W, P]`, categorical `[B, H, W, C, 256]` (float32).
 
-        `inputs`: uint8 images `[B, H, W, C]`, or `{"images": ..., "labels": [B]}` for a class-conditional model.
+        `inputs`: uint8 images `[B, H, W, C]`, or `{"images": ..., "labels": [B]}` for a class-conditional model,
+        `{"images": ..., "low_res": [B, h, w, C]}` for a `SuperResolutionTransformer`.
         """
         images, condition = self.split_inputs(inputs)
         self._check_images(images)
