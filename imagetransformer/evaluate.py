@@ -142,7 +142,7 @@ def main(argv):
               "share whose downsampled version is within one grey level of the input on average):")
         for name, scores in result.super_resolution.items():
             print(f"  {name:>16}: PSNR {scores['psnr']:.2f}  SSIM {scores['ssim']:.4f}  "
-                  f"consistent {scores['consistent']:.2f}")
+                  f"consistent {scores['consistent']:.2f}  downsampled error {scores['downsampled_error']:.2f}")
     print(f"{result.split} bits/dim: {result.bits_per_dim:.3f}")
 
 

@@ -169,10 +169,10 @@ def test_resize_and_metrics():
     flat = resize.bicubic(np.full((1, 2, 2, 3), 77, np.uint8), 4).numpy()
     assert flat.shape == (1, 8, 8, 3) and np.all(flat == 77)
     exact = super_resolution_metrics.quality(blocks, blocks, low_res, 2)
-    assert exact == {"psnr": 100.0, "ssim": pytest.approx(1.0), "consistent": 1.0}
+    assert exact == {"psnr": 100.0, "ssim": pytest.approx(1.0), "consistent": 1.0, "downsampled_error": 0.0}
     off_by_two = super_resolution_metrics.quality(np.clip(blocks.astype(int) + 2, 0, 255).astype(np.uint8),
                                                   blocks, low_res, 2)
-    assert off_by_two["psnr"] < 100 and off_by_two["consistent"] <= 0.5
+    assert off_by_two["psnr"] < 100 and off_by_two["consistent"] <= 0.5 and off_by_two["downsampled_error"] > 1.0
 
 
 def _run(*args, cwd, pythonpath=REPO):
