@@ -1,12 +1,16 @@
 """Shared test setup: quiet TensorFlow, deterministic seeds, and tiny model configurations."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +34,13 @@ def tiny_kwargs(attention="global", distribution="dmol", image_shape=(4, 4, 3), 
 
 def random_images(batch, image_shape, seed=0):
     return np.random.RandomState(seed).randint(0, 256, (batch, *image_shape)).astype(np.uint8)
+
+
+def run_python(*args, cwd, pythonpath=REPO, timeout=600):
+    """Runs `python *args` in a fresh process in `cwd`; the checkout importable unless `pythonpath=None` (then only
+    the installed packages are: the way TF Serving or another project loads an export)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

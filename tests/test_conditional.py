@@ -2,8 +2,6 @@
 normalization per class, cached == teacher-forced, label errors, saving, export and the commands."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,10 +9,9 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
-from conftest import random_images, tiny_kwargs
+from conftest import random_images, run_python, tiny_kwargs
 from imagetransformer import sampling
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
 
 
@@ -119,14 +116,6 @@ def test_fit_learns_the_class(tmp_path):
     assert right < wrong - 1.0
 
 
-def _run(*args, cwd, pythonpath=REPO):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("PYTHONPATH", None)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_export_takes_labels_and_matches_python_in_a_fresh_process(tmp_path):
     from export import export  # pylint: disable=import-outside-toplevel
 
@@ -151,7 +140,7 @@ try:
 except tf.errors.InvalidArgumentError as e:
     print("refused:", "label must be in 0..2" in str(e))
 """
-    run = _run("-c", script, cwd=tmp_path, pythonpath=None)
+    run = run_python("-c", script, cwd=tmp_path, pythonpath=None)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "refused: True" in run.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
@@ -159,17 +148,17 @@ except tf.errors.InvalidArgumentError as e:
 
 
 def test_commands_train_evaluate_and_complete_class_conditional(tmp_path):
-    run = _run("-m", "imagetransformer.train", "--config=tiny", "--conditional=class", "--model_dir=cc",
+    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--conditional=class", "--model_dir=cc",
                "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     with open(tmp_path / "cc" / "config.json") as f:
         assert '"num_classes": 10' in f.read()
-    run = _run("-m", "imagetransformer.evaluate", "--model_dir=cc", "--eval_examples=8", cwd=tmp_path)
+    run = run_python("-m", "imagetransformer.evaluate", "--model_dir=cc", "--eval_examples=8", cwd=tmp_path)
     assert run.returncode == 0 and "bits/dim" in run.stdout, run.stderr[-2000:]
-    run = _run("-m", "imagetransformer.complete", "--model_dir=cc", "--output=s.png", "--num_images=3",
+    run = run_python("-m", "imagetransformer.complete", "--model_dir=cc", "--output=s.png", "--num_images=3",
                "--unconditional", cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "s.png") > 0, run.stderr[-2000:]
-    run = _run("-m", "imagetransformer.train", "--config=tiny", "--conditional=class", "--model=pixelcnnpp",
+    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--conditional=class", "--model=pixelcnnpp",
                "--model_dir=bad", cwd=tmp_path)
     assert run.returncode == 1 and "--conditional=class needs --model=image_transformer" in run.stderr
     assert not os.path.exists(tmp_path / "bad")

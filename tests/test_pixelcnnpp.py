@@ -2,8 +2,6 @@
 training and export through the same commands as the Image Transformer."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,11 +10,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import imagetransformer as it
-from conftest import random_images
+from conftest import random_images, run_python
 from imagetransformer import sampling
 from imagetransformer.layers import ShiftedConv2D, ShiftedConv2DTranspose
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_pixelcnnpp(image_shape=(8, 8, 3), **overrides):
@@ -149,21 +146,16 @@ def test_naive_sampling_in_python_equals_the_graph_loop_of_the_export():
 # ------------------------------------------------------------------------------------------------------------------
 # The commands: train, evaluate, complete, export (and the export in a fresh process)
 # ------------------------------------------------------------------------------------------------------------------
-def _run(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_commands_train_evaluate_complete_and_export_pixelcnnpp(tmp_path):
-    run = _run("-m", "imagetransformer.train", "--config=tiny", "--model=pixelcnnpp", "--model_dir=pc",
+    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--model=pixelcnnpp", "--model_dir=pc",
                "--train_steps=4", "--verbose=0", "--summary_images=0", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "PixelCNN++" in run.stdout
-    run = _run("-m", "imagetransformer.evaluate", "--model_dir=pc", "--eval_examples=16", cwd=tmp_path)
+    run = run_python("-m", "imagetransformer.evaluate", "--model_dir=pc", "--eval_examples=16", cwd=tmp_path)
     assert run.returncode == 0 and "bits/dim" in run.stdout, run.stderr[-2000:]
-    run = _run("-m", "imagetransformer.complete", "--model_dir=pc", "--output=c.png", "--num_images=2", cwd=tmp_path)
+    run = run_python("-m", "imagetransformer.complete", "--model_dir=pc", "--output=c.png", "--num_images=2", cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "c.png") > 0, run.stderr[-2000:]
-    run = _run("-m", "export.export", "--model_dir=pc", "--export_dir=exported", cwd=tmp_path)
+    run = run_python("-m", "export.export", "--model_dir=pc", "--export_dir=exported", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     # The SavedModel alone (no imagetransformer import) completes top halves in a fresh process.
     script = (
@@ -177,8 +169,5 @@ def test_commands_train_evaluate_complete_and_export_pixelcnnpp(tmp_path):
         "assert np.isfinite(lp).all()\n"
         "print('ok')\n"
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("PYTHONPATH", None)
-    fresh = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=600)
+    fresh = run_python("-c", script, cwd=tmp_path, pythonpath=None)
     assert fresh.returncode == 0 and "ok" in fresh.stdout, fresh.stderr[-2000:]

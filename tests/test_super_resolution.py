@@ -3,8 +3,6 @@ changes every prediction, normalization given it, cached == teacher-forced, inpu
 process, the resize helpers and metrics, and the commands."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,10 +10,9 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
-from conftest import random_images, tiny_kwargs
+from conftest import random_images, run_python, tiny_kwargs
 from imagetransformer import resize, sampling, super_resolution_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
 
 
@@ -175,14 +172,6 @@ def test_resize_and_metrics():
     assert off_by_two["psnr"] < 100 and off_by_two["consistent"] <= 0.5 and off_by_two["downsampled_error"] > 1.0
 
 
-def _run(*args, cwd, pythonpath=REPO):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("PYTHONPATH", None)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_export_super_resolves_like_python_in_a_fresh_process(tmp_path):
     from export import export  # pylint: disable=import-outside-toplevel
 
@@ -210,7 +199,7 @@ try:
 except tf.errors.InvalidArgumentError as e:
     print("refused:", "low_res must be [batch, 2, 2, 1]" in str(e))
 """
-    run = _run("-c", script, cwd=tmp_path, pythonpath=None)
+    run = run_python("-c", script, cwd=tmp_path, pythonpath=None)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "['log_prob', 'serving_default', 'super_resolve']" in run.stdout and "refused: True" in run.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
@@ -221,32 +210,32 @@ except tf.errors.InvalidArgumentError as e:
 
 
 def test_commands_train_evaluate_super_resolve_and_export(tmp_path):
-    run = _run("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--model_dir=sr",
+    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--model_dir=sr",
                "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     with open(tmp_path / "sr" / "config.json") as f:
         config = f.read()
     assert '"model": "super_resolution_transformer"' in config and '"scale": 4' in config
-    run = _run("-m", "imagetransformer.evaluate", "--model_dir=sr", "--eval_examples=8", "--sr_examples=2",
+    run = run_python("-m", "imagetransformer.evaluate", "--model_dir=sr", "--eval_examples=8", "--sr_examples=2",
                cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     for line in ("bicubic: PSNR", "temperature_0.8: PSNR", "temperature_1.0: PSNR", "test bits/dim"):
         assert line in run.stdout
-    run = _run("-m", "imagetransformer.super_resolve", "--model_dir=sr", "--output=g.png", "--num_images=2",
+    run = run_python("-m", "imagetransformer.super_resolve", "--model_dir=sr", "--output=g.png", "--num_images=2",
                cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "g.png") > 0, run.stderr[-2000:]
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
     # 2 rows; 5 columns (low resolution, bicubic, two temperatures, original) of 28 x 4 pixels, 2 pixels apart.
     assert Image.open(tmp_path / "g.png").size == (5 * (28 * 4 + 2) + 2, 2 * (28 * 4 + 2) + 2)
-    run = _run("-m", "imagetransformer.complete", "--model_dir=sr", "--output=c.png", cwd=tmp_path)
+    run = run_python("-m", "imagetransformer.complete", "--model_dir=sr", "--output=c.png", cwd=tmp_path)
     assert run.returncode == 1 and "use python -m imagetransformer.super_resolve" in run.stderr
-    run = _run("-m", "export.export", "--model_dir=sr", "--export_dir=exp", cwd=tmp_path)
+    run = run_python("-m", "export.export", "--model_dir=sr", "--export_dir=exp", cwd=tmp_path)
     assert run.returncode == 0 and "super_resolve" in run.stdout, run.stderr[-2000:]
-    run = _run("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--model=pixelcnnpp",
+    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--model=pixelcnnpp",
                "--model_dir=bad", cwd=tmp_path)
     assert run.returncode == 1 and "--task=super_resolution needs --model=image_transformer" in run.stderr
-    run = _run("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--scale=3",
+    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--scale=3",
                "--model_dir=bad", cwd=tmp_path)
     assert run.returncode == 1 and "--scale=3 must divide" in run.stderr, run.stderr[-2000:]
     assert not os.path.exists(tmp_path / "bad")
