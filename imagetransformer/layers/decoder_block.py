@@ -3,9 +3,11 @@ feed-forward network, each as a residual branch."""
 
 import keras
 
+from imagetransformer.layers.feed_forward import ResidualFeedForward
+
 
 @keras.saving.register_keras_serializable(package="imagetransformer")
-class DecoderBlock(keras.layers.Layer):
+class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
     """Pre-normalized decoder block around any `MaskedSelfAttention` variant.
 
     ```
@@ -49,9 +51,7 @@ class DecoderBlock(keras.layers.Layer):
         self.dropout_rate = float(dropout)
         self.has_cross_attention = bool(cross_attention)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
-        self.ffn_dropout = keras.layers.Dropout(self.dropout_rate)
-        self.residual_dropout = keras.layers.Dropout(self.dropout_rate)
+        self._make_feed_forward()
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]
@@ -66,16 +66,7 @@ class DecoderBlock(keras.layers.Layer):
                 heads, hidden_size // heads, name="cross_attention", dtype=self.dtype_policy
             )
             self.cross_attention.build(input_shape, (None, None, hidden_size))
-        self.ffn_norm.build(input_shape)
-        self.ffn_in = keras.layers.Dense(self.filter_size, activation="relu", name="ffn_in", dtype=self.dtype_policy)
-        self.ffn_in.build(input_shape)
-        self.ffn_out = keras.layers.Dense(hidden_size, name="ffn_out", dtype=self.dtype_policy)
-        self.ffn_out.build((*input_shape[:-1], self.filter_size))
-
-    def _feed_forward(self, x, training):
-        h = self.ffn_in(self.ffn_norm(x))
-        h = self.ffn_out(self.ffn_dropout(h, training=training))
-        return x + self.residual_dropout(h, training=training)
+        self._build_feed_forward(input_shape)
 
     def _cross_attend(self, x, memory, training):
         if not self.has_cross_attention:

@@ -2,9 +2,11 @@
 
 import keras
 
+from imagetransformer.layers.feed_forward import ResidualFeedForward
+
 
 @keras.saving.register_keras_serializable(package="imagetransformer")
-class EncoderBlock(keras.layers.Layer):
+class EncoderBlock(ResidualFeedForward, keras.layers.Layer):
     """Pre-normalized encoder block of the super-resolution model: every position attends to every other.
 
     ```
@@ -35,9 +37,7 @@ class EncoderBlock(keras.layers.Layer):
         self.filter_size = int(filter_size)
         self.dropout_rate = float(dropout)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
-        self.ffn_dropout = keras.layers.Dropout(self.dropout_rate)
-        self.residual_dropout = keras.layers.Dropout(self.dropout_rate)
+        self._make_feed_forward()
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]
@@ -48,18 +48,12 @@ class EncoderBlock(keras.layers.Layer):
         )
         self.attention.build(input_shape, input_shape)
         self.attention_norm.build(input_shape)
-        self.ffn_norm.build(input_shape)
-        self.ffn_in = keras.layers.Dense(self.filter_size, activation="relu", name="ffn_in", dtype=self.dtype_policy)
-        self.ffn_in.build(input_shape)
-        self.ffn_out = keras.layers.Dense(hidden_size, name="ffn_out", dtype=self.dtype_policy)
-        self.ffn_out.build((*input_shape[:-1], self.filter_size))
+        self._build_feed_forward(input_shape)
 
     def call(self, x, training=None):
         normed = self.attention_norm(x)
         x = x + self.residual_dropout(self.attention(normed, normed, training=training), training=training)
-        h = self.ffn_in(self.ffn_norm(x))
-        h = self.ffn_out(self.ffn_dropout(h, training=training))
-        return x + self.residual_dropout(h, training=training)
+        return self._feed_forward(x, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
