@@ -210,28 +210,25 @@ class ImageTransformer(AutoregressiveImageModel):
 
         Returns a dict: `{"condition": class embedding [B, 1, hidden]}` (added to every position) for a
         class-conditional model, `{}` for an unconditional one; `SuperResolutionTransformer` returns the encoder's
-        output `{"memory": [B, h * w, hidden]}` (cross-attended by every block) and `"per_position"`
-        `[B, length, hidden]` (added to each position's input, in generation order).
+        output `"memory"` `[B, h * w, hidden]` and `"cross"`, each decoder block's cross-attention keys and values
+        of it (computed here once, read by every step).
         """
         self.check_condition(condition)
         if condition is None:
             return {}
         return {"condition": self.class_embedding(condition)[:, None, :]}  # [B, 1, hidden]
 
-    @staticmethod
-    def _add_condition(x, conditioning, position=None):
-        """`x` `[B, length, hidden]` (positions `0..length-1`, or the one `position` of a step) plus the
-        conditioning's additive terms."""
+    def _add_condition(self, x, conditioning, position=None):
+        """The decoder input `x` `[B, length, hidden]` (positions `0..length-1`, or the one `position` of a
+        step) plus what the conditioning adds to it: the class embedding."""
+        del position  # the same at every position
         if "condition" in conditioning:
             x = x + tf.cast(conditioning["condition"], x.dtype)
-        if "per_position" in conditioning:
-            per_position = conditioning["per_position"]  # [B, length, hidden]
-            if position is None:
-                per_position = per_position[:, : x.shape[1]]  # x may be a prefix
-            else:
-                per_position = tf.gather(per_position, [position], axis=1)  # [B, 1, hidden]
-            x = x + tf.cast(per_position, x.dtype)
         return x
+
+    def _cross(self, conditioning):
+        """Per decoder block, the keys and values it cross-attends to (None without cross-attention)."""
+        return conditioning.get("cross", [None] * self.num_layers)
 
     def hidden_states(self, tokens, training=None, cache_position=None, condition=None):
         """Tokens `[B, length, token]` in generation order -> final hidden states `[B, length, hidden]`.
@@ -244,10 +241,9 @@ class ImageTransformer(AutoregressiveImageModel):
         """
         conditioning = self.conditioning(condition, training=training)
         x = self._add_condition(self.embedding(tokens), conditioning)  # [B, length, hidden]
-        memory = conditioning.get("memory")
         caches = []
-        for block in self.decoder_blocks:
-            x = block(x, training=training, cache_position=cache_position, memory=memory)
+        for block, cross in zip(self.decoder_blocks, self._cross(conditioning)):
+            x = block(x, training=training, cache_position=cache_position, memory=cross)
             if cache_position is not None:
                 x, cache = x
                 caches.append(cache)
@@ -287,8 +283,8 @@ class ImageTransformer(AutoregressiveImageModel):
         """
         x = self._add_condition(self.embedding.step(previous_token, position), state, position)  # [B, 1, hidden]
         new_caches = []
-        for block, cache in zip(self.decoder_blocks, state["layers"]):
-            x, cache = block.step(x, cache, position, memory=state.get("memory"))
+        for block, cache, cross in zip(self.decoder_blocks, state["layers"], self._cross(state)):
+            x, cache = block.step(x, cache, position, memory=cross)
             new_caches.append(cache)
         return self.head(self.final_norm(x))[:, 0], {**state, "layers": new_caches}
 

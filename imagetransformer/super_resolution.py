@@ -11,8 +11,9 @@ images [B, H, W, C] uint8
      cross-attending to the whole memory           [B, length, hidden]
   -> head parameters                              p(image | low_res), exact, as for the unconditional model
 ```
-The memory is part of the cached decoder's state: sampling encodes each low-resolution image once (in the
-prefill) and then generates one position per step as the unconditional model does. Two things make the
+The memory, and each block's cross-attention keys and values of it, are part of the cached decoder's state:
+sampling encodes and projects each low-resolution image once (in the prefill) and then generates one position per
+step as the unconditional model does. Two things make the
 low-resolution image easy to use from the first steps of training: the encoder's position signal is measured in
 full-resolution pixels (`LowResEmbedding(scale=...)`), so queries and keys of the same place match, and each
 decoder position gets the encoder output of its own low-resolution pixel added to its input (a nearest-neighbour
@@ -104,11 +105,17 @@ class SuperResolutionTransformer(ImageTransformer):
         return self.encoder_norm(x)
 
     def conditioning(self, condition, training=None):
-        """The decoder state's conditioning, computed once per image: `{"memory": encode(low_res)}` `[B, h * w,
-        hidden]` and `"per_position"` `[B, length, hidden]`, the memory of each position's low-resolution pixel."""
+        """The decoder state's conditioning, computed once per image: `"memory"`, `encode(low_res)` `[B, h * w,
+        hidden]`, and `"cross"`, every decoder block's cross-attention keys and values of it."""
         self.check_condition(condition)
         memory = self.encode(condition, training=training)
-        return {"memory": memory, "per_position": tf.gather(memory, self._low_res_index, axis=1)}
+        cross = [block.cross_attention.memory_keys_values(memory) for block in self.decoder_blocks]
+        return {"memory": memory, "cross": cross}
+
+    def _add_condition(self, x, conditioning, position=None):
+        """Adds to each position's input the memory of the low-resolution pixel it lies in."""
+        index = self._low_res_index[: x.shape[1]] if position is None else tf.gather(self._low_res_index, [position])
+        return x + tf.cast(tf.gather(conditioning["memory"], index, axis=1), x.dtype)  # [B, length or 1, hidden]
 
     # --------------------------------------------------------------------------------------------------------------
     # The condition input.

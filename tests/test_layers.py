@@ -5,9 +5,11 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
+    CrossAttention,
     DecoderBlock,
     EncoderBlock,
     GatedResnet,
@@ -114,3 +116,24 @@ def test_local_1d_rejects_block_length_that_does_not_divide():
 def test_local_2d_rejects_query_shape_that_does_not_divide():
     with pytest.raises(ValueError, match="query_shape"):
         LocalSelfAttention2D(2, grid_shape=(4, 4), query_shape=(3, 2), memory_flange=(1, 1))
+
+
+def test_cross_attention_equals_keras_multi_head_attention_and_its_gradients():
+    rng = np.random.RandomState(0)
+    x, memory = rng.randn(2, 5, HIDDEN).astype(np.float32), rng.randn(2, 7, HIDDEN).astype(np.float32)
+    reference = keras.layers.MultiHeadAttention(num_heads=2, key_dim=HIDDEN // 2)
+    reference(x, memory)
+    layer = CrossAttention(num_heads=2)
+    layer.build(x.shape)
+    for ours, theirs in ((layer.query_dense, reference._query_dense), (layer.key_dense, reference._key_dense),
+                         (layer.value_dense, reference._value_dense), (layer.output_dense, reference._output_dense)):
+        ours.set_weights([w + rng.randn(*w.shape).astype(np.float32) * 0.1 for w in theirs.get_weights()])
+        theirs.set_weights(ours.get_weights())  # random biases too
+    x, memory = tf.constant(x), tf.constant(memory)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, memory])
+        ours = layer(x, layer.memory_keys_values(memory))
+        theirs = reference(x, memory)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    for wrt in (x, memory):
+        np.testing.assert_allclose(tape.gradient(ours, wrt), tape.gradient(theirs, wrt), rtol=1e-4, atol=1e-5)

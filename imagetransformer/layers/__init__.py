@@ -1,8 +1,9 @@
 """Keras layers of the Image Transformer (embedding, the three attention variants, the decoder block), of its
-super-resolution encoder (low-resolution embedding, encoder block) and of the PixelCNN++ baseline (shifted
-convolutions, the gated residual block)."""
+super-resolution encoder (low-resolution embedding, encoder block, cross-attention) and of the PixelCNN++
+baseline (shifted convolutions, the gated residual block)."""
 
 from imagetransformer.layers.attention import MaskedSelfAttention
+from imagetransformer.layers.cross_attention import CrossAttention
 from imagetransformer.layers.decoder_block import DecoderBlock
 from imagetransformer.layers.gated_resnet import GatedResnet
 from imagetransformer.layers.embedding import PixelEmbedding, timing_signal_2d
@@ -14,6 +15,7 @@ from imagetransformer.layers.low_res_embedding import LowResEmbedding
 from imagetransformer.layers.shifted_conv import ShiftedConv2D, ShiftedConv2DTranspose
 
 __all__ = [
+    "CrossAttention",
     "DecoderBlock",
     "EncoderBlock",
     "GatedResnet",

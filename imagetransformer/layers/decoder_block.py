@@ -3,6 +3,7 @@ feed-forward network, each as a residual branch."""
 
 import keras
 
+from imagetransformer.layers.cross_attention import CrossAttention
 from imagetransformer.layers.feed_forward import ResidualFeedForward
 
 
@@ -26,14 +27,15 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
         attention: a `MaskedSelfAttention` layer (global, local 1D or local 2D), or its serialized config.
         filter_size: hidden units of the feed-forward network.
         dropout: dropout rate on the residual branches and inside the feed-forward network.
-        cross_attention: add a branch in which every position attends to all of `memory`, the output of an
-            encoder (the super-resolution model's low-resolution image), with Keras' `MultiHeadAttention` and as
-            many heads as the self-attention. It sees no other position of the sequence, so causality holds.
+        cross_attention: add a branch in which every position attends to all of an encoder's output (the
+            super-resolution model's low-resolution image) with a `CrossAttention` of as many heads as the
+            self-attention. It sees no other position of the sequence, so causality holds.
         **kwargs: forwarded to `keras.layers.Layer`.
 
     Shapes:
         `call(x)`: `[batch, length, hidden]` -> `[batch, length, hidden]`;
-        `call(x, memory=m)` with `cross_attention`: `m` is `[batch, memory_length, hidden]`.
+        `call(x, memory=m)` with `cross_attention`: `m = block.cross_attention.memory_keys_values(encoder_output)`,
+        the encoder output's keys and values (computed once per image, also for every cached `step`).
 
     Example:
     >>> from imagetransformer.layers import GlobalSelfAttention
@@ -62,10 +64,8 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
             heads = self.attention.num_heads
             self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm")
             self.cross_norm.build(input_shape)
-            self.cross_attention = keras.layers.MultiHeadAttention(
-                heads, hidden_size // heads, name="cross_attention", dtype=self.dtype_policy
-            )
-            self.cross_attention.build(input_shape, (None, None, hidden_size))
+            self.cross_attention = CrossAttention(heads, name="cross_attention", dtype=self.dtype_policy)
+            self.cross_attention.build(input_shape)
         self._build_feed_forward(input_shape)
 
     def _cross_attend(self, x, memory, training):
@@ -74,13 +74,14 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
                 raise ValueError(f"{self.name} has no cross-attention (cross_attention=False): it takes no memory.")
             return x
         if memory is None:
-            raise ValueError(f"{self.name} cross-attends to an encoder output: pass memory [batch, length, hidden].")
-        attended = self.cross_attention(self.cross_norm(x), memory, training=training)  # [batch, length, hidden]
+            raise ValueError(f"{self.name} cross-attends to an encoder output: pass memory, its "
+                             "cross_attention.memory_keys_values.")
+        attended = self.cross_attention(self.cross_norm(x), memory)  # [batch, length, hidden]
         return x + self.residual_dropout(attended, training=training)
 
     def call(self, x, training=None, cache_position=None, memory=None):
         """`x` `[batch, length, hidden]`; with `cache_position` also returns the attention cache (prefill);
-        `memory` `[batch, memory_length, hidden]` with `cross_attention`."""
+        `memory`: the encoder output's keys and values with `cross_attention`."""
         attended = self.attention(self.attention_norm(x), cache_position=cache_position)
         if cache_position is not None:
             attended, cache = attended
