@@ -11,6 +11,7 @@ class only the arguments its constructor takes, so one flat set of flags serves 
 
 import inspect
 
+from imagetransformer.autoregressive import AutoregressiveImageModel
 from imagetransformer.model import ImageTransformer
 from imagetransformer.pixelcnnpp import PixelCNNPlusPlus
 from imagetransformer.super_resolution import SuperResolutionTransformer
@@ -22,15 +23,12 @@ DEFAULT_MODEL = "image_transformer"
 
 
 def _arguments(cls):
-    """The named constructor arguments of `cls` and, where it forwards `**kwargs` to one, of its base classes."""
+    """The named constructor arguments of `cls` and of the model classes it forwards `**kwargs` to."""
     names = []
     for base in cls.__mro__:
-        if "__init__" not in vars(base) or not hasattr(base, "sequence_params"):
-            continue
-        parameters = inspect.signature(base.__init__).parameters.values()
-        names += [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters) or base.__init__ is object.__init__:
-            break
+        if issubclass(base, AutoregressiveImageModel) and "__init__" in vars(base):
+            parameters = inspect.signature(base.__init__).parameters.values()
+            names += [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
     return list(dict.fromkeys(names))
 
 

@@ -305,7 +305,7 @@ def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progr
     Returns:
         uint8 `[B, H, W, C]`.
     """
-    if getattr(model, "condition_key", None) != "low_res":
+    if model.condition_key != "low_res":
         raise ValueError(f"super_resolve needs a SuperResolutionTransformer (train with --task=super_resolution), "
                          f"got a {type(model).__name__}.")
     low_res = tf.convert_to_tensor(low_res)

@@ -93,7 +93,7 @@ class CompletionImages(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(log_dir)
 
     def _rows(self):
-        if getattr(self.model, "condition_key", None) == "low_res":
+        if self.model.condition_key == "low_res":
             factor = self.model.scale
             low_res = resize.downsample(self.images, factor)
             samples = sampling.super_resolve(self.model, low_res, seed=0, jit_compile=False).numpy()
