@@ -84,7 +84,7 @@ def signature_names(model):
 
 
 def _is_super_resolution(model):
-    return getattr(model, "condition_key", None) == "low_res"
+    return model.condition_key == "low_res"
 
 
 def known_rows_for(model):
