@@ -20,6 +20,8 @@ from absl import logging
 
 from imagetransformer import configs, distribute, models
 from imagetransformer.checkpoints import CheckpointError
+from imagetransformer.layers.embedding import STARTS, VALUE_EMBEDDINGS
+from imagetransformer.layers.feed_forward import NORMS
 from imagetransformer.model import ATTENTIONS
 from imagetransformer.ordering import DISTRIBUTIONS
 
@@ -127,6 +129,27 @@ def define_train_flags():
             "Output head: dmol (discretized mixture of logistics, one position per pixel) or categorical "
             f"(256-way softmax, one position per sub-pixel) {_default('distribution')}")
     _define("integer", "num_mixtures", None, f"dmol mixture components {_default('num_mixtures')}", lower_bound=1)
+    _define("float", "initializer_gain", None,
+            "Variance scale of the attention and feed-forward kernels, VarianceScaling(gain, fan_avg, uniform); 1.0 "
+            f"is glorot_uniform, tensor2tensor uses 0.2 {_default('initializer_gain')}", lower_bound=1e-12)
+    _define("float", "head_initializer_gain", None,
+            "The same for the output head's projection (default: --initializer_gain).", lower_bound=1e-12)
+    _define("enum", "value_embedding", None, list(VALUE_EMBEDDINGS),
+            "How a pixel value becomes a vector: table (256 learned vectors per channel) or projection (relu of a "
+            f"linear map of the value scaled to [-1, 1]) {_default('value_embedding')}")
+    _define("enum", "start", None, list(STARTS),
+            f"Input of the first position: learned or zeros {_default('start')}")
+    _define("integer", "conv_stem_layers", None,
+            "Masked convolutions over earlier pixels added to the embedding (local_1d and global attention); 0: "
+            f"none {_default('conv_stem_layers')}", lower_bound=0)
+    _define("list", "conv_stem_kernel", None,
+            f"Stem convolution: rows above,cols on each side {_default('conv_stem_kernel')}")
+    _define("enum", "norm", None, list(NORMS),
+            "Layer norm placement: pre (before each branch, final layer norm) or post (after each residual sum, "
+            f"the paper's and tensor2tensor's image_transformer_base) {_default('norm')}")
+    _define("float", "max_log_scale", None,
+            "Upper clip of the DMoL log-scales in [-1, 1] units; inf removes the clip "
+            f"{_default('max_log_scale')}")
     # Optimization.
     _define("integer", "train_steps", None,
             "Total optimizer steps; a resumed run trains until the model has taken this many "
@@ -141,8 +164,11 @@ def define_train_flags():
     _define("float", "learning_rate", None,
             f"Peak Adam learning rate, reached after the warm-up {_default('learning_rate')}", lower_bound=1e-12)
     _define("integer", "warmup_steps", None,
-            "Steps of linear learning-rate warm-up, then inverse square root decay "
+            "Steps of linear learning-rate warm-up, then --lr_decay "
             f"{_default('warmup_steps')}", lower_bound=0)
+    _define("enum", "lr_decay", None, list(configs.LR_DECAYS),
+            "After the warm-up: rsqrt (inverse square root of the step, the paper's) or cosine (to 0 at "
+            f"--train_steps, Keras' CosineDecay) {_default('lr_decay')}")
     _define("float", "clipnorm", None,
             f"Clip each gradient to this L2 norm; 0 disables {_default('clipnorm')}", lower_bound=0.0)
     _define("enum", "mixed_precision", None, list(configs.MIXED_PRECISION),
@@ -163,7 +189,10 @@ def define_train_flags():
     _define("integer", "save_every", None,
             "BackupAndRestore: back up the training state to model_dir/backup every this many steps; running "
             f"the same command again after a crash resumes there {_default('save_every')}", lower_bound=1)
-    _define("string", "val_split", None, f"Split to validate on each epoch (tfds syntax) {_default('val_split')}")
+    _define("string", "train_split", None, f"Split to train on (tfds syntax) {_default('train_split')}")
+    _define("string", "val_split", None,
+            "Split to validate on each epoch (tfds syntax); keep it apart from --train_split "
+            f"{_default('val_split')}")
     _define("integer", "val_examples", None,
             f"Images of --val_split to validate on each epoch (val_bits_per_dim); 0 disables "
             f"{_default('val_examples')}", lower_bound=0)

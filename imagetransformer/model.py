@@ -14,18 +14,23 @@ tfp distributions. `compile(optimizer=...)` then `fit(images)` minimizes the neg
 dimension) with no targets, and reports bits/dim.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
 from imagetransformer.autoregressive import AutoregressiveImageModel
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
+    CausalConvStem,
     DecoderBlock,
     GlobalSelfAttention,
     LocalSelfAttention1D,
     LocalSelfAttention2D,
     PixelEmbedding,
 )
+from imagetransformer.layers.embedding import STARTS, VALUE_EMBEDDINGS
+from imagetransformer.layers.feed_forward import NORMS
 from imagetransformer.ordering import DISTRIBUTIONS, PixelOrder
 
 ATTENTIONS = ("local_1d", "local_2d", "global")
@@ -62,6 +67,20 @@ class ImageTransformer(AutoregressiveImageModel):
         num_mixtures: dmol mixture components.
         num_classes: None (unconditional), or the number of classes of a class-conditional model: a learned
             class embedding is added to every position, and inputs are `{"images": ..., "labels": int [B]}`.
+        initializer_gain: variance scale of the attention and feed-forward kernels,
+            `VarianceScaling(gain, "fan_avg", "uniform")` (1.0 is Keras' `glorot_uniform`; tensor2tensor's Image
+            Transformer uses 0.2).
+        head_initializer_gain: the same for the output head's projection (default: `initializer_gain`). Below 1 it
+            starts the DMoL component means inside the pixel range.
+        value_embedding: `"table"` (256 learned vectors per channel) or `"projection"` (`relu` of a linear map of
+            the values scaled to [-1, 1]); see `PixelEmbedding`.
+        start: the input of position 0: `"learned"` or `"zeros"`.
+        conv_stem_layers: masked convolutions over earlier pixels added to the embedding (`CausalConvStem`; 0:
+            none). Needs raster order: local_1d or global attention.
+        conv_stem_kernel: `(rows above, cols on each side)` of each stem convolution.
+        norm: `"pre"` (normalize each branch's input, and a final layer norm) or `"post"` (normalize after each
+            residual sum, as the paper and tensor2tensor's `image_transformer_base`); see `DecoderBlock`.
+        max_log_scale: upper clip of the DMoL log-scales in [-1, 1] units (None: no upper clip).
         **kwargs: forwarded to `keras.Model` (`name`, `dtype`, ...).
 
     Example:
@@ -92,6 +111,14 @@ class ImageTransformer(AutoregressiveImageModel):
         distribution="dmol",
         num_mixtures=10,
         num_classes=None,
+        initializer_gain=1.0,
+        head_initializer_gain=None,
+        value_embedding="table",
+        start="learned",
+        conv_stem_layers=0,
+        conv_stem_kernel=(2, 2),
+        norm="pre",
+        max_log_scale=3.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -136,6 +163,28 @@ class ImageTransformer(AutoregressiveImageModel):
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
             raise ValueError(f"num_classes={num_classes!r} must be None (unconditional) or an integer >= 1.")
         self.num_classes = None if num_classes is None else int(num_classes)
+        for name, value in (("initializer_gain", initializer_gain), ("head_initializer_gain", head_initializer_gain)):
+            if value is not None and not float(value) > 0:
+                raise ValueError(f"{name}={value!r} must be positive.")
+        self.initializer_gain = float(initializer_gain)
+        self.head_initializer_gain = None if head_initializer_gain is None else float(head_initializer_gain)
+        for name, value, choices in (("value_embedding", value_embedding, VALUE_EMBEDDINGS), ("start", start, STARTS),
+                                     ("norm", norm, NORMS)):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(choices)}.")
+        self.value_embedding = value_embedding
+        self.start = start
+        self.norm = norm
+        if int(conv_stem_layers) != conv_stem_layers or conv_stem_layers < 0:
+            raise ValueError(f"conv_stem_layers={conv_stem_layers!r} must be an integer >= 0 (0: no stem).")
+        self.conv_stem_layers = int(conv_stem_layers)
+        self.conv_stem_kernel = _pair(conv_stem_kernel, "conv_stem_kernel")
+        if self.conv_stem_layers and attention == "local_2d":
+            raise ValueError("conv_stem_layers needs raster order (attention=local_1d or global): in local_2d's "
+                             "block-raster order a masked convolution would see later pixels; set "
+                             "conv_stem_layers=0.")
+        unbounded = max_log_scale is None or math.isinf(float(max_log_scale))
+        self.max_log_scale = None if unbounded else float(max_log_scale)
 
         subpixels = distribution == "categorical"
         self.order = PixelOrder(self.image_shape, subpixels, self.query_shape if attention == "local_2d" else None)
@@ -146,37 +195,58 @@ class ImageTransformer(AutoregressiveImageModel):
             )
 
         self.embedding = PixelEmbedding(
-            self.image_shape, self.hidden_size, subpixels, self.order.query_shape, name="embedding"
+            self.image_shape, self.hidden_size, subpixels, self.order.query_shape, value_embedding=value_embedding,
+            start=start, name="embedding",
         )
+        self.conv_stem = None
+        if self.conv_stem_layers:
+            self.conv_stem = CausalConvStem(self.order.grid_shape, self.conv_stem_kernel, self.conv_stem_layers,
+                                            name="conv_stem")
+            self.conv_stem.embed_values = self.embedding.embed_values
+            self.conv_stem.channels_of_positions = self.order.pixel_coordinates()[2].astype("int32")
+        kernel_initializer = self._initializer(self.initializer_gain)
         self.class_embedding = None
         if self.conditional:
             # Added to every position's embedding (also in each cached step).
             self.class_embedding = keras.layers.Embedding(self.num_classes, self.hidden_size, name="class_embedding")
         self._make_encoder()
         self.decoder_blocks = [
-            DecoderBlock(self._make_attention(i), self.filter_size, self.dropout, cross_attention=self.cross_attention,
+            DecoderBlock(self._make_attention(i, kernel_initializer), self.filter_size, self.dropout,
+                         cross_attention=self.cross_attention, norm=norm, kernel_initializer=kernel_initializer,
                          name=f"decoder_block_{i}")
             for i in range(self.num_layers)
         ]
-        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")
+        # Post-norm blocks end normalized; pre-norm leaves the residual stream to a final layer norm.
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm") if norm == "pre" else None
+        head_initializer = self._initializer(
+            self.initializer_gain if self.head_initializer_gain is None else self.head_initializer_gain)
         if subpixels:
-            self.head = CategoricalHead(name="head")
+            self.head = CategoricalHead(kernel_initializer=head_initializer, name="head")
         else:
-            self.head = DiscretizedLogisticMixtureHead(self.num_mixtures, self.image_shape[-1], name="head")
+            self.head = DiscretizedLogisticMixtureHead(self.num_mixtures, self.image_shape[-1],
+                                                       kernel_initializer=head_initializer,
+                                                       max_log_scale=self.max_log_scale, name="head")
         self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
         self.build((None, *self.image_shape))
 
     def _make_encoder(self):
         """Creates the layers that encode a condition into a memory for cross-attention (none here)."""
 
-    def _make_attention(self, index):
-        name = f"attention_{index}"
+    @staticmethod
+    def _initializer(gain):
+        """`glorot_uniform` scaled in variance by `gain` (exactly Keras' `glorot_uniform` at 1.0)."""
+        if gain == 1.0:
+            return keras.initializers.GlorotUniform()
+        return keras.initializers.VarianceScaling(gain, mode="fan_avg", distribution="uniform")
+
+    def _make_attention(self, index, kernel_initializer):
+        kwargs = dict(name=f"attention_{index}", kernel_initializer=kernel_initializer)
         if self.attention_type == "global":
-            return GlobalSelfAttention(self.num_heads, name=name)
+            return GlobalSelfAttention(self.num_heads, **kwargs)
         if self.attention_type == "local_1d":
-            return LocalSelfAttention1D(self.num_heads, self.block_length, self.memory_length, name=name)
+            return LocalSelfAttention1D(self.num_heads, self.block_length, self.memory_length, **kwargs)
         return LocalSelfAttention2D(
-            self.num_heads, self.order.grid_shape, self.query_shape, self.memory_flange, name=name
+            self.num_heads, self.order.grid_shape, self.query_shape, self.memory_flange, **kwargs
         )
 
     # --------------------------------------------------------------------------------------------------------------
@@ -185,12 +255,15 @@ class ImageTransformer(AutoregressiveImageModel):
     def build(self, input_shape=None):
         sequence_shape = (None, self.order.length, self.hidden_size)
         self.embedding.build((None, self.order.length, self.order.token_size))
+        if self.conv_stem is not None:
+            self.conv_stem.build(sequence_shape)
         if self.class_embedding is not None:
             self.class_embedding.build((None,))
         self._build_encoder()
         for block in self.decoder_blocks:
             block.build(sequence_shape)
-        self.final_norm.build(sequence_shape)
+        if self.final_norm is not None:
+            self.final_norm.build(sequence_shape)
         self.head.build(sequence_shape)
         self.built = True
 
@@ -240,15 +313,30 @@ class ImageTransformer(AutoregressiveImageModel):
         cached decoding; see `init_caches`).
         """
         conditioning = self.conditioning(condition, training=training)
-        x = self._add_condition(self.embedding(tokens), conditioning)  # [B, length, hidden]
+        x = self.embedding(tokens)  # [B, length, hidden]
+        stem_state = None
+        if self.conv_stem is not None:
+            stem = self.conv_stem(tokens, cache_position=cache_position)
+            if cache_position is not None:
+                stem, stem_state = stem
+            x = x + stem
+        x = self._add_condition(x, conditioning)
         caches = []
         for block, cross in zip(self.decoder_blocks, self._cross(conditioning)):
             x = block(x, training=training, cache_position=cache_position, memory=cross)
             if cache_position is not None:
                 x, cache = x
                 caches.append(cache)
-        x = self.final_norm(x)
-        return x if cache_position is None else (x, {"layers": caches, **conditioning})
+        x = self._final_norm(x)
+        if cache_position is None:
+            return x
+        state = {"layers": caches, **conditioning}
+        if stem_state is not None:
+            state["stem"] = stem_state
+        return x, state
+
+    def _final_norm(self, x):
+        return x if self.final_norm is None else self.final_norm(x)
 
     def call(self, inputs, training=None):
         """Head parameters for every position: dmol `[B, H, W, P]`, categorical `[B, H, W, C, 256]` (float32).
@@ -279,14 +367,20 @@ class ImageTransformer(AutoregressiveImageModel):
     def step(self, previous_token, state, position):
         """One cached generation step: head parameters `[B, P]` of `position` and the updated decoder state.
 
-        The decoder state is `{"layers": per-layer key/value caches, **conditioning(condition)}`.
+        The decoder state is `{"layers": per-layer key/value caches, **conditioning(condition)}`, and `"stem"`
+        (the grids of `CausalConvStem`) with a convolutional stem.
         """
-        x = self._add_condition(self.embedding.step(previous_token, position), state, position)  # [B, 1, hidden]
+        x = self.embedding.step(previous_token, position)  # [B, 1, hidden]
+        if self.conv_stem is not None:
+            stem, stem_state = self.conv_stem.step(previous_token, state["stem"], position)
+            x = x + stem
+            state = {**state, "stem": stem_state}
+        x = self._add_condition(x, state, position)
         new_caches = []
         for block, cache, cross in zip(self.decoder_blocks, state["layers"], self._cross(state)):
             x, cache = block.step(x, cache, position, memory=cross)
             new_caches.append(cache)
-        return self.head(self.final_norm(x))[:, 0], {**state, "layers": new_caches}
+        return self.head(self._final_norm(x))[:, 0], {**state, "layers": new_caches}
 
     @property
     def decode_period(self):
@@ -303,7 +397,10 @@ class ImageTransformer(AutoregressiveImageModel):
         """The decoder state before any position: empty per-layer key/value caches for `batch_size` images (and
         the `conditioning` of `condition` for a conditional model)."""
         caches = [block.attention.init_cache(batch_size, self.compute_dtype) for block in self.decoder_blocks]
-        return {"layers": caches, **self.conditioning(condition, training=False)}
+        state = {"layers": caches, **self.conditioning(condition, training=False)}
+        if self.conv_stem is not None:
+            state["stem"] = self.conv_stem.init_cache(batch_size, self.compute_dtype)
+        return state
 
     def get_config(self):
         config = super().get_config()
@@ -313,5 +410,8 @@ class ImageTransformer(AutoregressiveImageModel):
             dropout=self.dropout, block_length=self.block_length, memory_length=self.memory_length,
             query_shape=self.query_shape, memory_flange=self.memory_flange, distribution=self.distribution,
             num_mixtures=self.num_mixtures, num_classes=self.num_classes,
+            initializer_gain=self.initializer_gain, head_initializer_gain=self.head_initializer_gain,
+            value_embedding=self.value_embedding, start=self.start, conv_stem_layers=self.conv_stem_layers,
+            conv_stem_kernel=self.conv_stem_kernel, norm=self.norm, max_log_scale=self.max_log_scale,
         )
         return config

@@ -104,8 +104,13 @@ def check_config(config):
     config = dict(config)
     if config["image_shape"] is not None:
         config["image_shape"] = it_flags.parse_ints(config["image_shape"], 3, "image_shape")
-    for key in ("query_shape", "memory_flange"):
+    for key in ("query_shape", "memory_flange", "conv_stem_kernel"):
         config[key] = it_flags.parse_ints(config[key], 2, key)
+    if config["max_log_scale"] is not None and math.isinf(float(config["max_log_scale"])):
+        config["max_log_scale"] = None  # --max_log_scale=inf: no upper clip
+    if config["lr_decay"] not in configs.LR_DECAYS:
+        raise ValueError(f"--lr_decay={config['lr_decay']!r} is not supported; choose one of "
+                         f"{', '.join(configs.LR_DECAYS)}.")
     for key, minimum in (("train_steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("steps_per_epoch", 1),
                          ("save_every", 1), ("val_examples", 0), ("steps_per_execution", 1),
                          ("shuffle_buffer", 1), ("seed", None)):
@@ -320,7 +325,8 @@ def check_model_dir(model_dir, model_kwargs, mixed_precision):
         return None
     stored = checkpoints.load_config(model_dir)
     wanted = _normalized(model_kwargs)
-    have = _normalized(stored["model"])
+    # The stored configuration as the model it builds: keys written before an option existed take its default.
+    have = _normalized(checkpoints.model_config(checkpoints.build_model(model_dir)))
     diffs = [f"{key}={have.get(key)!r} (flags: {wanted.get(key)!r})"
              for key in sorted(set(wanted) | set(have)) if have.get(key) != wanted.get(key)]
     stored_policy = stored.get("train", {}).get("mixed_precision", "float32")
@@ -397,6 +403,16 @@ def _load(dataset, split, flag, data_dir, image_shape, **kwargs):
         raise type(e)(f"--dataset={dataset} {flag}={split}: {e}") from e
 
 
+def learning_rate_schedule(config):
+    """The learning rate of `config`: linear warm-up to `learning_rate`, then `lr_decay`."""
+    if config["lr_decay"] == "cosine":
+        warmup = config["warmup_steps"]
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(config["train_steps"] - warmup, 1), warmup_target=float(config["learning_rate"]),
+            warmup_steps=warmup)
+    return WarmupRsqrtDecay(config["learning_rate"], config["warmup_steps"])
+
+
 def build_model(config, image_shape, strategy, num_classes=None):
     """The compiled model of `config` (`--model`) with its optimizer built, under `strategy.scope()`; class-
     conditional with `num_classes`."""
@@ -410,7 +426,7 @@ def build_model(config, image_shape, strategy, num_classes=None):
             model = models.build(image_shape=image_shape, **model_kwargs)
         except ValueError as e:
             raise ValueError(_flag_message(e)) from e
-        schedule = WarmupRsqrtDecay(config["learning_rate"], config["warmup_steps"])
+        schedule = learning_rate_schedule(config)
         optimizer = keras.optimizers.Adam(schedule, clipnorm=float(config["clipnorm"] or 0) or None)
         # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer.
         model.compile(optimizer=optimizer,
@@ -463,8 +479,8 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
                          f"--strategy={strategy}.")
 
     with_labels = config["conditional"] == "class"
-    train_data = _load(config["dataset"], "train", "split", config["data_dir"], config["image_shape"],
-                       shuffle_files=True, with_labels=with_labels)
+    train_data = _load(config["dataset"], config["train_split"], "--train_split", config["data_dir"],
+                       config["image_shape"], shuffle_files=True, with_labels=with_labels)
     num_classes = None
     if with_labels:
         num_classes = train_data.num_classes

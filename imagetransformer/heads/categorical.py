@@ -14,6 +14,7 @@ class CategoricalHead(keras.layers.Layer):
     """Projects hidden states to 256 logits per sub-pixel position (float32, also under mixed precision).
 
     Args:
+        kernel_initializer: initializer of the projection's kernel (a Keras initializer or its name).
         **kwargs: forwarded to `keras.layers.Layer` (the dtype policy is forced to float32).
 
     Shapes:
@@ -31,10 +32,12 @@ class CategoricalHead(keras.layers.Layer):
     token_size = 1
     noise_size = 1
 
-    def __init__(self, **kwargs):
+    def __init__(self, kernel_initializer="glorot_uniform", **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
-        self.projection = keras.layers.Dense(256, name="projection", dtype="float32")
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.projection = keras.layers.Dense(256, name="projection", dtype="float32",
+                                             kernel_initializer=self.kernel_initializer)
 
     def build(self, input_shape):
         self.projection.build(input_shape)
@@ -62,3 +65,8 @@ class CategoricalHead(keras.layers.Layer):
         """
         temperature = tf.reshape(tf.cast(temperature, tf.float32), [-1, 1])
         return inverse_cdf(logits / temperature, uniforms[:, 0])[:, None]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        return config

@@ -24,9 +24,10 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
-# Log-scales in [-1, 1] units are clipped to this range: the low end is PixelCNN++'s (a bin is 2/255 wide, so
-# scales below e^-7 ~ 1e-3 put all mass in one bin anyway); above e^3 (20x the whole range) the distribution is
-# flat, and unbounded scales would make the difference of two CDFs underflow.
+# Log-scales in [-1, 1] units are clipped to this range by default: the low end is PixelCNN++'s (a bin is 2/255
+# wide, so scales below e^-7 ~ 1e-3 put all mass in one bin anyway); above e^3 (20x the whole range) the
+# distribution is flat. `max_log_scale=None` leaves the upper end open, as PixelCNN++ does (the quantized logistic
+# of tfp works in log-CDF space, so huge scales stay finite).
 MIN_LOG_SCALE = -7.0
 MAX_LOG_SCALE = 3.0
 _HALF_RANGE = 127.5
@@ -46,6 +47,11 @@ class DiscretizedLogisticMixtureHead(keras.layers.Layer):
     Args:
         num_mixtures: number of logistic components K.
         channels: channels per pixel C (1 or 3).
+        kernel_initializer: initializer of the projection's kernel (a Keras initializer or its name). Keras'
+            default `glorot_uniform` starts many component means outside [-1, 1]; a smaller variance (for
+            example `VarianceScaling(0.2, "fan_avg", "uniform")`) starts them inside the pixel range.
+        min_log_scale, max_log_scale: clip range of the log-scales in [-1, 1] units; `max_log_scale=None` leaves
+            the upper end open.
         **kwargs: forwarded to `keras.layers.Layer` (the dtype policy is forced to float32).
 
     Shapes:
@@ -60,16 +66,23 @@ class DiscretizedLogisticMixtureHead(keras.layers.Layer):
     TensorShape([2])
     """
 
-    def __init__(self, num_mixtures, channels, **kwargs):
+    def __init__(self, num_mixtures, channels, kernel_initializer="glorot_uniform", min_log_scale=MIN_LOG_SCALE,
+                 max_log_scale=MAX_LOG_SCALE, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.num_mixtures = int(num_mixtures)
         self.channels = int(channels)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.min_log_scale = float(min_log_scale)
+        self.max_log_scale = None if max_log_scale is None else float(max_log_scale)
+        if self.max_log_scale is not None and self.max_log_scale <= self.min_log_scale:
+            raise ValueError(f"max_log_scale={max_log_scale} must be above min_log_scale={min_log_scale} (or None).")
         self.num_coefficients = self.channels * (self.channels - 1) // 2
         self.params_size = self.num_mixtures * (1 + 2 * self.channels + self.num_coefficients)
         self.token_size = self.channels
         self.noise_size = 1 + self.channels  # uniforms per sampled pixel: the component, then each channel
-        self.projection = keras.layers.Dense(self.params_size, name="projection", dtype="float32")
+        self.projection = keras.layers.Dense(self.params_size, name="projection", dtype="float32",
+                                             kernel_initializer=self.kernel_initializer)
 
     def build(self, input_shape):
         self.projection.build(input_shape)
@@ -80,8 +93,8 @@ class DiscretizedLogisticMixtureHead(keras.layers.Layer):
     def split(self, params):
         """Parameters -> (logits [..., K], means [..., K, C], log_scales [..., K, C], coefficients [..., K, C']).
 
-        Means and log-scales are in PixelCNN++'s [-1, 1] units; log-scales are clipped, coefficients squashed
-        by tanh.
+        Means and log-scales are in PixelCNN++'s [-1, 1] units; log-scales are clipped to
+        `[min_log_scale, max_log_scale]`, coefficients squashed by tanh.
         """
         k, c = self.num_mixtures, self.channels
         logits, means, log_scales, coefficients = tf.split(
@@ -92,7 +105,11 @@ class DiscretizedLogisticMixtureHead(keras.layers.Layer):
         def per_component(x, size):
             return tf.reshape(x, tf.concat([batch_shape, [k, size]], 0))
 
-        log_scales = tf.clip_by_value(per_component(log_scales, c), MIN_LOG_SCALE, MAX_LOG_SCALE)
+        log_scales = per_component(log_scales, c)
+        if self.max_log_scale is None:
+            log_scales = tf.maximum(log_scales, self.min_log_scale)
+        else:
+            log_scales = tf.clip_by_value(log_scales, self.min_log_scale, self.max_log_scale)
         return (
             logits, per_component(means, c), log_scales,
             tf.tanh(per_component(coefficients, self.num_coefficients)),
@@ -167,5 +184,7 @@ class DiscretizedLogisticMixtureHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_mixtures=self.num_mixtures, channels=self.channels)
+        config.update(num_mixtures=self.num_mixtures, channels=self.channels,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                      min_log_scale=self.min_log_scale, max_log_scale=self.max_log_scale)
         return config

@@ -3,6 +3,7 @@ super-resolution encoder (low-resolution embedding, encoder block, cross-attenti
 baseline (shifted convolutions, the gated residual block)."""
 
 from imagetransformer.layers.attention import MaskedSelfAttention
+from imagetransformer.layers.causal_conv_stem import CausalConvStem
 from imagetransformer.layers.cross_attention import CrossAttention
 from imagetransformer.layers.decoder_block import DecoderBlock
 from imagetransformer.layers.gated_resnet import GatedResnet
@@ -15,6 +16,7 @@ from imagetransformer.layers.low_res_embedding import LowResEmbedding
 from imagetransformer.layers.shifted_conv import ShiftedConv2D, ShiftedConv2DTranspose
 
 __all__ = [
+    "CausalConvStem",
     "CrossAttention",
     "DecoderBlock",
     "EncoderBlock",

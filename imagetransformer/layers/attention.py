@@ -72,12 +72,14 @@ class MaskedSelfAttention(keras.layers.Layer):
 
     Args:
         num_heads: number of attention heads; the input size must be a multiple of it.
+        kernel_initializer: initializer of the query/key/value and output projections (Keras initializer or name).
         **kwargs: forwarded to `keras.layers.Layer`.
     """
 
-    def __init__(self, num_heads, **kwargs):
+    def __init__(self, num_heads, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]
@@ -89,11 +91,12 @@ class MaskedSelfAttention(keras.layers.Layer):
         # One matmul for queries, keys and values, heads-major: [batch, 3, heads, time, depth].
         self.qkv = keras.layers.EinsumDense(
             "btd,dnhk->bnhtk", output_shape=(3, self.num_heads, None, self.depth), name="qkv",
-            kernel_initializer="glorot_uniform", dtype=self.dtype_policy,
+            kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy,
         )
         self.qkv.build(input_shape)
         self.output_dense = keras.layers.EinsumDense(
             "bhtk,hkd->btd", output_shape=(None, hidden_size), name="output", dtype=self.dtype_policy,
+            kernel_initializer=self.kernel_initializer,
         )
         self.output_dense.build((None, self.num_heads, None, self.depth))
 
@@ -183,7 +186,8 @@ class MaskedSelfAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_heads=self.num_heads)
+        config.update(num_heads=self.num_heads,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config
 
     # ----------------------------------------------------------------------------------------------------------

@@ -9,19 +9,21 @@ from imagetransformer.layers.feed_forward import ResidualFeedForward
 
 @keras.saving.register_keras_serializable(package="imagetransformer")
 class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
-    """Pre-normalized decoder block around any `MaskedSelfAttention` variant.
+    """Decoder block around any `MaskedSelfAttention` variant, pre- or post-normalized.
 
     ```
-    x = x + dropout(attention(layer_norm(x)))
-    x = x + dropout(cross_attention(layer_norm(x), memory))   # only with cross_attention=True
-    x = x + dropout(dense(relu(dense(layer_norm(x)))))
+    norm="pre":                                              norm="post":
+    x = x + dropout(attention(layer_norm(x)))                x = layer_norm(x + dropout(attention(x)))
+    x = x + dropout(cross_attention(layer_norm(x), memory))  x = layer_norm(x + dropout(cross_attention(x, memory)))
+    x = x + dropout(dense(relu(dense(layer_norm(x)))))       x = layer_norm(x + dropout(dense(relu(dense(x)))))
     ```
+    (the cross-attention branch only with `cross_attention=True`).
 
-    Normalization placement: *before* each branch ("pre-norm", tensor2tensor's default for the Image
-    Transformer, `layer_preprocess_sequence="n"`), with a final layer norm after the last block (in the model).
-    The residual stream is never normalized, so gradients reach the embedding undamped and deep stacks train
-    without the learning-rate warm-up tuning that post-norm needs; the seed report's post-norm equations
-    (`Layernorm(q + dropout(...))`) are the alternative.
+    Normalization placement: `"post"` normalizes the residual stream after each branch, as the paper's
+    equations (`Layernorm(q + dropout(...))`) and tensor2tensor's `image_transformer_base`
+    (`layer_postprocess_sequence="dan"`) do; the model then needs no final layer norm. `"pre"` normalizes only
+    what each branch reads (tensor2tensor's `_nda` variants), with a final layer norm after the last block (in
+    the model): the residual stream is never normalized, which trains deep stacks with less warm-up tuning.
 
     Args:
         attention: a `MaskedSelfAttention` layer (global, local 1D or local 2D), or its serialized config.
@@ -30,6 +32,8 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
         cross_attention: add a branch in which every position attends to all of an encoder's output (the
             super-resolution model's low-resolution image) with a `CrossAttention` of as many heads as the
             self-attention. It sees no other position of the sequence, so causality holds.
+        norm: `"pre"` or `"post"` (above).
+        kernel_initializer: initializer of the feed-forward kernels (the attention layer has its own).
         **kwargs: forwarded to `keras.layers.Layer`.
 
     Shapes:
@@ -44,8 +48,11 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
     TensorShape([1, 16, 8])
     """
 
-    def __init__(self, attention, filter_size, dropout=0.0, cross_attention=False, **kwargs):
+    def __init__(self, attention, filter_size, dropout=0.0, cross_attention=False, norm="pre",
+                 kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
+        self.norm = norm
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
         if isinstance(attention, dict):
             attention = keras.layers.deserialize(attention)
         self.attention = attention
@@ -76,24 +83,24 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
         if memory is None:
             raise ValueError(f"{self.name} cross-attends to an encoder output: pass memory, its "
                              "cross_attention.memory_keys_values.")
-        attended = self.cross_attention(self.cross_norm(x), memory)  # [batch, length, hidden]
-        return x + self.residual_dropout(attended, training=training)
+        attended = self.cross_attention(self._branch_input(x, self.cross_norm), memory)  # [batch, length, hidden]
+        return self._residual(x, attended, self.cross_norm, training)
 
     def call(self, x, training=None, cache_position=None, memory=None):
         """`x` `[batch, length, hidden]`; with `cache_position` also returns the attention cache (prefill);
         `memory`: the encoder output's keys and values with `cross_attention`."""
-        attended = self.attention(self.attention_norm(x), cache_position=cache_position)
+        attended = self.attention(self._branch_input(x, self.attention_norm), cache_position=cache_position)
         if cache_position is not None:
             attended, cache = attended
-        x = x + self.residual_dropout(attended, training=training)
+        x = self._residual(x, attended, self.attention_norm, training)
         x = self._cross_attend(x, memory, training)
         x = self._feed_forward(x, training)
         return x if cache_position is None else (x, cache)
 
     def step(self, x, cache, position, memory=None):
         """One generation step: `x` `[batch, 1, hidden]` at `position` -> (output, updated cache)."""
-        attended, cache = self.attention.step(self.attention_norm(x), cache, position)
-        x = self._cross_attend(x + attended, memory, training=False)
+        attended, cache = self.attention.step(self._branch_input(x, self.attention_norm), cache, position)
+        x = self._cross_attend(self._residual(x, attended, self.attention_norm, False), memory, training=False)
         return self._feed_forward(x, training=False), cache
 
     def compute_output_shape(self, input_shape):
@@ -103,6 +110,7 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
         config = super().get_config()
         config.update(
             attention=keras.layers.serialize(self.attention), filter_size=self.filter_size,
-            dropout=self.dropout_rate, cross_attention=self.has_cross_attention,
+            dropout=self.dropout_rate, cross_attention=self.has_cross_attention, norm=self.norm,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config

@@ -51,7 +51,7 @@ class EncoderBlock(ResidualFeedForward, keras.layers.Layer):
         self._build_feed_forward(input_shape)
 
     def call(self, x, training=None):
-        normed = self.attention_norm(x)
+        normed = self.attention_norm(x)  # always pre-normalized
         x = x + self.residual_dropout(self.attention(normed, normed, training=training), training=training)
         return self._feed_forward(x, training)
 
