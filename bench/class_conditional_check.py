@@ -15,7 +15,9 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from imagetransformer import checkpoints, completions, data
+from imagetransformer import completions, data
+
+from imagetransformer.training import checkpoints
 
 flags.DEFINE_string("model_dir", "runs/study_class/local_1d_class", "A class-conditional model directory.",
                     allow_override=True)  # imagetransformer.completions defines it too

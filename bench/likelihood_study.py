@@ -124,7 +124,8 @@ def train_all():
 
 
 def evaluate_all(trained, batch_size, speeds=None):
-    from imagetransformer import checkpoints, completions, evaluate, super_resolve_grid  # pylint: disable=C0415
+    from imagetransformer import completions, evaluate, super_resolve_grid
+    from imagetransformer.training import checkpoints  # pylint: disable=C0415
 
     rows = []
     for name in FLAGS.models:
@@ -160,7 +161,8 @@ def mock_cifar10():
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
     from export import export  # pylint: disable=import-outside-toplevel
-    from imagetransformer import configs, train  # pylint: disable=import-outside-toplevel
+    from imagetransformer import train
+    from imagetransformer.training import configs  # pylint: disable=import-outside-toplevel
 
     trained = {}
     with tfds.testing.mock_data(num_examples=64):

@@ -17,7 +17,7 @@ from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from imagetransformer import checkpoints  # noqa: E402
+from imagetransformer.training import checkpoints  # noqa: E402
 from imagetransformer.evaluate import evaluate  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import imagetransformer as it  # noqa: E402
-from imagetransformer.sampling import get_decoder, per_image_seeds  # noqa: E402
+from imagetransformer.generation.sampling import get_decoder, per_image_seeds  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("attention", ["local_1d", "local_2d", "global"], "Attention types to time.")

@@ -21,7 +21,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import imagetransformer as it  # noqa: E402
-from imagetransformer import configs, models, resize  # noqa: E402
+from imagetransformer import models
+from imagetransformer.data import resize
+from imagetransformer.training import configs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "fashion_mnist_super_resolution", "A --task=super_resolution configuration.")

@@ -28,12 +28,12 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from flops import analytic_forward_flops, graph_forward_flops  # noqa: E402
-from imagetransformer import configs  # noqa: E402
+from imagetransformer.training import configs  # noqa: E402
 from imagetransformer.train import build_model  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["cifar10_local_1d", "cifar10_local_2d", "cifar10_global", "fashion_mnist_small"],
-                  "Named configurations (imagetransformer/configs.py) to time.")
+                  "Named configurations (imagetransformer/training/configs.py) to time.")
 flags.DEFINE_integer("batch_size", 8, "Images per training step.")
 flags.DEFINE_integer("steps", 12, "Timed training steps (median reported), after two warm-up steps.")
 flags.DEFINE_enum("jit_compile", "config", ["true", "false", "config"],

@@ -140,7 +140,7 @@ def super_resolution_functions(model):
     """The signatures of a `SuperResolutionTransformer`: `{name: (fn, input_signature)}`."""
     import tensorflow as tf
 
-    from imagetransformer.sampling import Decoder, per_image_seeds
+    from imagetransformer.generation.sampling import Decoder, per_image_seeds
 
     height, width, channels = model.image_shape
     low_height, low_width, _ = model.low_res_shape
@@ -205,7 +205,7 @@ def signature_functions(model):
         return super_resolution_functions(model)
     import tensorflow as tf
 
-    from imagetransformer.sampling import Decoder, per_image_seeds
+    from imagetransformer.generation.sampling import Decoder, per_image_seeds
 
     height, width, channels = model.image_shape
     known_rows = known_rows_for(model)
@@ -424,7 +424,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TF's INFO lines (fingerprints, ...) are noise here
-    from imagetransformer import checkpoints
+    from imagetransformer.training import checkpoints
 
     try:
         model = checkpoints.load_model(FLAGS.model_dir)

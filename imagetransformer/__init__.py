@@ -12,14 +12,19 @@ it.super_resolve(sr, low_res, temperature=0.8, seed=0)   # [B, 7, 7, 1] -> [B, 2
 ```
 Importing the package registers every layer and model with Keras, so `keras.models.load_model` opens saved
 models with `safe_mode=True`.
+
+The library reads as the data flow, one subpackage per idea: `data` (images in, `tf.data` out) -> `ordering`
+(images as sequences of positions) -> `layers` (embedding, attention, blocks) -> `heads` (parameters ->
+distributions) -> `models` -> `generation` (decoding, sampling) -> `evaluation`; `training` holds configurations,
+schedules, strategies and model directories. The command-line programs (`train`, `evaluate`, `complete`,
+`super_resolve`, with `cli` for their flags and one-line errors) sit beside them and only drive the library.
 """
 
-from imagetransformer import heads, layers, schedules
-from imagetransformer.model import ATTENTIONS, ImageTransformer
-from imagetransformer.pixelcnnpp import PixelCNNPlusPlus
+from imagetransformer import heads, layers
+from imagetransformer.generation import complete, sample, super_resolve
+from imagetransformer.models import ATTENTIONS, ImageTransformer, PixelCNNPlusPlus, SuperResolutionTransformer
 from imagetransformer.ordering import DISTRIBUTIONS, PixelOrder
-from imagetransformer.sampling import complete, sample, super_resolve
-from imagetransformer.super_resolution import SuperResolutionTransformer
+from imagetransformer.training import schedules
 
 __version__ = "0.1.0"
 

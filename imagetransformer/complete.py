@@ -6,8 +6,8 @@ would rebind the package attribute `imagetransformer.complete`, which is the sam
 
 from absl import app
 
-from imagetransformer import flags as it_flags
+from imagetransformer import cli
 from imagetransformer.completions import main
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=it_flags.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

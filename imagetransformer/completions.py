@@ -14,10 +14,11 @@ import math
 from absl import flags, logging
 import numpy as np
 
-from imagetransformer import checkpoints
+from imagetransformer.training import checkpoints
 from imagetransformer import data as data_lib
-from imagetransformer import flags as it_flags
-from imagetransformer import sampling, visualize
+from imagetransformer import cli
+from imagetransformer.evaluation import visualize
+from imagetransformer.generation import sampling
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by imagetransformer.train. Required.")
@@ -80,11 +81,11 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
 
 def main(argv):
     if len(argv) > 1:
-        it_flags.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
-    it_flags.default_to_warnings()
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
+    cli.default_to_warnings()
     if not FLAGS.model_dir:
-        it_flags.fail("--model_dir is required: a directory written by imagetransformer.train.")
-    with it_flags.exit_on_user_errors():
+        cli.fail("--model_dir is required: a directory written by imagetransformer.train.")
+    with cli.exit_on_user_errors():
         images = run(FLAGS.model_dir, FLAGS.output, FLAGS.num_images, FLAGS.known_rows, FLAGS.temperature,
                      FLAGS.seed, FLAGS.split, FLAGS.data_dir, FLAGS.unconditional, FLAGS.use_cache, FLAGS.zoom)
     kind = "samples" if FLAGS.unconditional else "completions"

@@ -12,7 +12,7 @@ a super-resolution model). The last line printed is `<split> bits/dim: <value>`.
 
 For a super-resolution model (`--task=super_resolution`) the first `--sr_examples` images are also
 super-resolved at temperatures 0.8 and 1.0 and scored against the originals, beside bicubic upsampling:
-PSNR, SSIM and the share of samples consistent with their input (`imagetransformer.super_resolution_metrics`).
+PSNR, SSIM and the share of samples consistent with their input (`imagetransformer.evaluation.super_resolution_metrics`).
 """
 
 import dataclasses
@@ -24,15 +24,15 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from imagetransformer import checkpoints
+from imagetransformer.training import checkpoints
 from imagetransformer import data as data_lib
-from imagetransformer import flags as it_flags
-from imagetransformer import resize
-from imagetransformer import super_resolution_metrics
+from imagetransformer import cli
+from imagetransformer.data import resize
+from imagetransformer.evaluation import super_resolution_metrics
 
 FLAGS = flags.FLAGS
-it_flags.define_evaluate_flags()
-flags.adopt_module_key_flags(it_flags)  # --help lists them
+cli.define_evaluate_flags()
+flags.adopt_module_key_flags(cli)  # --help lists them
 
 DEFAULT_BATCH_SIZE = 64
 SR_TEMPERATURES = (0.8, 1.0)
@@ -126,14 +126,14 @@ def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BAT
 
 def main(argv):
     if len(argv) > 1:
-        it_flags.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
-    it_flags.default_to_warnings()
-    with it_flags.exit_on_user_errors():
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
+    cli.default_to_warnings()
+    with cli.exit_on_user_errors():
         result = evaluate(FLAGS.model_dir, split=FLAGS.split, eval_examples=FLAGS.eval_examples,
                           batch_size=FLAGS.batch_size or DEFAULT_BATCH_SIZE, data_dir=FLAGS.data_dir,
                           sr_examples=FLAGS.sr_examples)
     if not math.isfinite(result.bits_per_dim):
-        it_flags.fail(f"{result.split} bits/dim is {result.bits_per_dim}: the weights in {FLAGS.model_dir} are "
+        cli.fail(f"{result.split} bits/dim is {result.bits_per_dim}: the weights in {FLAGS.model_dir} are "
                       "not finite.")
     print(f"Evaluated {result.num_examples} images of {result.dataset} ({result.split}).")
     if result.super_resolution:
@@ -147,4 +147,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=it_flags.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -6,8 +6,8 @@ module would rebind the package attribute `imagetransformer.super_resolve`, whic
 
 from absl import app
 
-from imagetransformer import flags as it_flags
+from imagetransformer import cli
 from imagetransformer.super_resolve_grid import main
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=it_flags.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -15,10 +15,12 @@ import math
 from absl import flags, logging
 import numpy as np
 
-from imagetransformer import checkpoints
+from imagetransformer.training import checkpoints
 from imagetransformer import data as data_lib
-from imagetransformer import flags as it_flags
-from imagetransformer import resize, sampling, visualize
+from imagetransformer import cli
+from imagetransformer.data import resize
+from imagetransformer.evaluation import visualize
+from imagetransformer.generation import sampling
 
 FLAGS = flags.FLAGS
 # allow_override: `imagetransformer.completions` defines flags of the same names; a process that imports both (a
@@ -77,11 +79,11 @@ def run(model_dir, output, num_images=8, temperatures=(0.8, 1.0), seed=0, split=
 
 def main(argv):
     if len(argv) > 1:
-        it_flags.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
-    it_flags.default_to_warnings()
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
+    cli.default_to_warnings()
     if not FLAGS.model_dir:
-        it_flags.fail("--model_dir is required: a directory written by imagetransformer.train --task=super_resolution.")
-    with it_flags.exit_on_user_errors():
+        cli.fail("--model_dir is required: a directory written by imagetransformer.train --task=super_resolution.")
+    with cli.exit_on_user_errors():
         samples = run(FLAGS.model_dir, FLAGS.output, FLAGS.num_images, FLAGS.temperatures, FLAGS.seed, FLAGS.split,
                       FLAGS.data_dir, FLAGS.zoom)
     print(f"Wrote {samples.shape[1]} images x {samples.shape[0]} temperatures to {FLAGS.output} (rows: "

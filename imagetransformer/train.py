@@ -7,7 +7,7 @@ python -m imagetransformer.train --config=cifar10_local_2d --model_dir=runs/c2d 
 python -m imagetransformer.train --config=fashion_mnist_pixelcnnpp --model_dir=runs/pcnn
 python -m imagetransformer.train --helpfull
 ```
-The flags start from a named configuration (`--config`, see `imagetransformer/configs.py`); flags given on the
+The flags start from a named configuration (`--config`, see `imagetransformer/training/configs.py`); flags given on the
 command line override it. The model, its optimizer (Adam with linear warm-up and inverse square root decay,
 gradient clipping) and its metrics are built under the `--strategy`'s scope and trained with `model.fit`:
 
@@ -45,19 +45,19 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from imagetransformer import checkpoints
-from imagetransformer import configs
+from imagetransformer.training import checkpoints
+from imagetransformer.training import configs
 from imagetransformer import data as data_lib
-from imagetransformer import distribute
+from imagetransformer.training import distribute
 from imagetransformer import models
-from imagetransformer import flags as it_flags
-from imagetransformer import visualize
-from imagetransformer.autoregressive import AutoregressiveImageModel
-from imagetransformer.schedules import WarmupRsqrtDecay
+from imagetransformer import cli
+from imagetransformer.evaluation import visualize
+from imagetransformer.models.base import AutoregressiveImageModel
+from imagetransformer.training.schedules import WarmupRsqrtDecay
 
 FLAGS = flags.FLAGS
-it_flags.define_train_flags()
-flags.adopt_module_key_flags(it_flags)  # --help lists them
+cli.define_train_flags()
+flags.adopt_module_key_flags(cli)  # --help lists them
 
 BACKUP_DIR = "backup"
 WORKERS_DIR = "workers"  # non-chief workers' private directories in a multi-worker run
@@ -93,7 +93,7 @@ class TrainResult:
 # Configuration.
 # ----------------------------------------------------------------------------------------------------------------
 def check_config(config):
-    """A validated copy of a flat configuration (`imagetransformer.configs`): pairs as int tuples, ranges checked.
+    """A validated copy of a flat configuration (`imagetransformer.training.configs`): pairs as int tuples, ranges checked.
 
     The model's own arguments are checked by the model class (which knows the image shape); this checks the
     rest. Raises ValueError naming the flag.
@@ -103,9 +103,9 @@ def check_config(config):
         raise ValueError(f"Configuration lacks {missing}.")
     config = dict(config)
     if config["image_shape"] is not None:
-        config["image_shape"] = it_flags.parse_ints(config["image_shape"], 3, "image_shape")
+        config["image_shape"] = cli.parse_ints(config["image_shape"], 3, "image_shape")
     for key in ("query_shape", "memory_flange", "conv_stem_kernel"):
-        config[key] = it_flags.parse_ints(config[key], 2, key)
+        config[key] = cli.parse_ints(config[key], 2, key)
     if config["max_log_scale"] is not None and math.isinf(float(config["max_log_scale"])):
         config["max_log_scale"] = None  # --max_log_scale=inf: no upper clip
     if config["lr_decay"] not in configs.LR_DECAYS:
@@ -442,9 +442,9 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     imagetransformer.train` does.
 
     Args:
-        config: flat configuration (`imagetransformer.configs.get_config(...)`).
+        config: flat configuration (`imagetransformer.training.configs.get_config(...)`).
         model_dir: model directory (created if needed).
-        strategy: `--strategy` name (`imagetransformer.distribute.get_strategy`).
+        strategy: `--strategy` name (`imagetransformer.training.distribute.get_strategy`).
         tpu: `--tpu`, with `strategy="tpu"`.
         verbose: Keras `fit` verbosity.
         callbacks: extra Keras callbacks, called after this module's.
@@ -566,21 +566,21 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
 
 def main(argv):
     if len(argv) > 1:
-        it_flags.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
-    it_flags.default_to_warnings()
-    with it_flags.exit_on_user_errors():
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
+    cli.default_to_warnings()
+    with cli.exit_on_user_errors():
         try:
             result = train(config_from_flags(), FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
                            verbose=int(FLAGS.verbose), train_minutes=FLAGS.train_minutes,
                            summary_images=FLAGS.summary_images)
         except FloatingPointError as e:
-            it_flags.fail(e)
+            cli.fail(e)
         except KeyboardInterrupt:
-            it_flags.fail(f"interrupted; run the same command again to resume from {FLAGS.model_dir}/"
+            cli.fail(f"interrupted; run the same command again to resume from {FLAGS.model_dir}/"
                           f"{BACKUP_DIR}.", exit_code=130)
     speed = f", {result.steps_per_second:.2f} steps/s" if result.steps_per_second else ""
     print(f"Trained steps {result.initial_step}..{result.final_step}{speed}; model in {FLAGS.model_dir}.")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=it_flags.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import imagetransformer as it
-from imagetransformer import checkpoints
+from imagetransformer.training import checkpoints
 from imagetransformer import completions as complete_cli
 from imagetransformer import data as data_lib
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import imagetransformer as it
 from conftest import random_images, run_python, tiny_kwargs
-from imagetransformer import sampling
+from imagetransformer.generation import sampling
 
 CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
 

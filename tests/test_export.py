@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import imagetransformer as it
 from export import export as export_lib
-from imagetransformer import checkpoints
+from imagetransformer.training import checkpoints
 
 from conftest import random_images, tiny_kwargs
 

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imagetransformer import checkpoints, configs, data, train
+from imagetransformer import data, train
+
+from imagetransformer.training import checkpoints, configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(

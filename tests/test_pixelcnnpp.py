@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 
 import imagetransformer as it
 from conftest import random_images, run_python
-from imagetransformer import sampling
+from imagetransformer.generation import sampling
 from imagetransformer.layers import ShiftedConv2D, ShiftedConv2DTranspose
 
 

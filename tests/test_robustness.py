@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
-from imagetransformer import checkpoints, data, train
+from imagetransformer import data, train
+from imagetransformer.training import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Tests of imagetransformer.schedules: the paper's linear warm-up + inverse square root decay."""
+"""Tests of imagetransformer.training.schedules: the paper's linear warm-up + inverse square root decay."""
 
 import math
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from imagetransformer.schedules import WarmupRsqrtDecay
+from imagetransformer.training.schedules import WarmupRsqrtDecay
 
 
 def lr(schedule, step):

@@ -337,7 +337,7 @@ def test_start_server_refuses_a_directory_without_versions(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("use_grpc", [False, True])
 def test_super_resolve_signature_from_the_cli(tmp_path, use_grpc):
-    from imagetransformer import resize  # pylint: disable=import-outside-toplevel
+    from imagetransformer.data import resize  # pylint: disable=import-outside-toplevel
 
     keras.utils.set_random_seed(3)
     model = it.SuperResolutionTransformer(scale=2, **tiny_kwargs("local_1d", image_shape=(4, 4, 1)))

@@ -11,7 +11,9 @@ import tensorflow as tf
 
 import imagetransformer as it
 from conftest import random_images, run_python, tiny_kwargs
-from imagetransformer import resize, sampling, super_resolution_metrics
+from imagetransformer.data import resize
+from imagetransformer.evaluation import super_resolution_metrics
+from imagetransformer.generation import sampling
 
 CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
 

@@ -20,9 +20,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from imagetransformer import checkpoints, configs, data, distribute, evaluate, models, train
-from imagetransformer import flags as it_flags
-from imagetransformer.model import ImageTransformer
+from imagetransformer import data, evaluate, models, train
+
+from imagetransformer.training import checkpoints, configs, distribute
+from imagetransformer import cli
+from imagetransformer.models.image_transformer import ImageTransformer
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,7 +128,7 @@ def parsed():
 
     def parse(*args):
         FLAGS.unparse_flags()
-        return it_flags.parse_flags(["prog", *args])
+        return cli.parse_flags(["prog", *args])
 
     yield parse
     FLAGS.unparse_flags()
@@ -476,7 +478,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from imagetransformer import configs, train
+    from imagetransformer import train
+    from imagetransformer.training import configs
     model_dir = sys.argv[1]
     try:
         train.train(configs.get_config("tiny", batch_size=3), model_dir, strategy="mirrored", verbose=0)
@@ -568,7 +571,7 @@ def test_completion_images_are_written_to_tensorboard(tmp_path):
 
     import imagetransformer as it
     from conftest import tiny_kwargs
-    from imagetransformer import visualize
+    from imagetransformer.evaluation import visualize
 
     model = it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=(4, 4, 1)))
     model.compile(optimizer="adam")

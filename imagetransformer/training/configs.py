@@ -13,7 +13,7 @@ sections, which are also the sections of a model directory's `config.json`:
 - `TRAIN_KEYS`: optimization, schedule, checkpointing and validation.
 
 ```python
-from imagetransformer import configs
+from imagetransformer.training import configs
 config = configs.get_config("cifar10_local_2d", batch_size=8)
 data, model, train = configs.split(config)
 ```

@@ -7,8 +7,10 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from imagetransformer import resize, sampling
-from imagetransformer.checkpoints import atomic_path
+from imagetransformer.data import resize
+
+from imagetransformer.generation import sampling
+from imagetransformer.training.checkpoints import atomic_path
 
 
 def image_grid(rows, padding=2, background=255, scale=1):

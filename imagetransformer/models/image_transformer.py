@@ -19,7 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
-from imagetransformer.autoregressive import AutoregressiveImageModel
+from imagetransformer.models.base import AutoregressiveImageModel
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
     CausalConvStem,

@@ -1,7 +1,7 @@
 """How good super-resolved images are: PSNR and SSIM against the originals, and consistency with the input.
 
 ```python
-from imagetransformer import super_resolution_metrics as srm
+from imagetransformer.evaluation import super_resolution_metrics as srm
 report = srm.evaluate_samples(model, images, temperatures=(0.8, 1.0))
 # {"bicubic": {"psnr": 15.9, "ssim": 0.44, "consistent": 0.0, "downsampled_error": 5.9}, "temperature_0.8": ...}
 ```
@@ -17,7 +17,9 @@ report = srm.evaluate_samples(model, images, temperatures=(0.8, 1.0))
 import numpy as np
 import tensorflow as tf
 
-from imagetransformer import resize, sampling
+from imagetransformer.data import resize
+
+from imagetransformer.generation import sampling
 
 
 def quality(candidates, originals, low_res, scale):

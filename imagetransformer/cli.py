@@ -18,11 +18,13 @@ import sys
 from absl import flags
 from absl import logging
 
-from imagetransformer import configs, distribute, models
-from imagetransformer.checkpoints import CheckpointError
+from imagetransformer import models
+
+from imagetransformer.training import configs, distribute
+from imagetransformer.training.checkpoints import CheckpointError
 from imagetransformer.layers.embedding import STARTS, VALUE_EMBEDDINGS
 from imagetransformer.layers.feed_forward import NORMS
-from imagetransformer.model import ATTENTIONS
+from imagetransformer.models.image_transformer import ATTENTIONS
 from imagetransformer.ordering import DISTRIBUTIONS
 
 FLAGS = flags.FLAGS
@@ -67,7 +69,7 @@ def define_train_flags():
     """Defines the flags of `python -m imagetransformer.train`."""
     _define_common()
     _define("enum", "config", configs.DEFAULT_CONFIG, list(configs.CONFIGS),
-            "Named configuration (imagetransformer/configs.py) that the flags below start from: "
+            "Named configuration (imagetransformer/training/configs.py) that the flags below start from: "
             "fashion_mnist_small (small local 1D model, minutes on a CPU), fashion_mnist_pixelcnnpp (PixelCNN++ of "
             "about its size), fashion_mnist_super_resolution (7x7 -> 28x28), cifar10_local_1d / cifar10_local_2d / "
             "cifar10_global / cifar10_pixelcnnpp / cifar10_super_resolution (the papers' CIFAR-10 sizes), tiny "

@@ -5,16 +5,16 @@ from imagetransformer import models
 model = models.build("pixelcnnpp", image_shape=(28, 28, 1), num_filters=14, num_resnets=2)
 models.config_of(model)  # {"model": "pixelcnnpp", "image_shape": [28, 28, 1], "num_filters": 14, ...}
 ```
-A configuration (`imagetransformer.configs`) holds the arguments of every architecture; `build` passes each
+A configuration (`imagetransformer.training.configs`) holds the arguments of every architecture; `build` passes each
 class only the arguments its constructor takes, so one flat set of flags serves all of them.
 """
 
 import inspect
 
-from imagetransformer.autoregressive import AutoregressiveImageModel
-from imagetransformer.model import ImageTransformer
-from imagetransformer.pixelcnnpp import PixelCNNPlusPlus
-from imagetransformer.super_resolution import SuperResolutionTransformer
+from imagetransformer.models.base import AutoregressiveImageModel
+from imagetransformer.models.image_transformer import ImageTransformer
+from imagetransformer.models.pixelcnnpp import PixelCNNPlusPlus
+from imagetransformer.models.super_resolution import SuperResolutionTransformer
 
 # `super_resolution_transformer` is what `--task=super_resolution` trains (with --model=image_transformer).
 MODELS = {"image_transformer": ImageTransformer, "pixelcnnpp": PixelCNNPlusPlus,

@@ -14,7 +14,7 @@ images [B, H, W, C] uint8 -> [-1, 1], plus a channel of ones (marks the zero pad
 ```
 Generation order is raster order, one pixel (all channels) per position, as for the Image Transformer with the
 dmol head, so likelihood, loss, training, evaluation, sampling and export are shared with it
-(`imagetransformer.autoregressive`). There is no key/value cache: sampling re-runs the network once per pixel.
+(`imagetransformer.models.base`). There is no key/value cache: sampling re-runs the network once per pixel.
 
 Differences from the reference implementation: no weight normalization or data-dependent initialization (Keras'
 default initializers with Adam train it stably at this size), and the mixture head is this project's (its
@@ -24,7 +24,7 @@ log-scale bounds and the tanh on the channel coefficients are the reference's).
 import keras
 import tensorflow as tf
 
-from imagetransformer.autoregressive import AutoregressiveImageModel
+from imagetransformer.models.base import AutoregressiveImageModel
 from imagetransformer.heads import DiscretizedLogisticMixtureHead
 from imagetransformer.layers.gated_resnet import GatedResnet
 from imagetransformer.layers.shifted_conv import ShiftedConv2D, ShiftedConv2DTranspose, down_shift, right_shift

@@ -19,16 +19,16 @@ full-resolution pixels (`LowResEmbedding(scale=...)`), so queries and keys of th
 decoder position gets the encoder output of its own low-resolution pixel added to its input (a nearest-neighbour
 "upsampling" of the memory); cross-attention then brings in the neighbourhood.
 
-Training pairs come from full-resolution images alone: `imagetransformer.resize.downsample` (area averaging,
+Training pairs come from full-resolution images alone: `imagetransformer.data.resize.downsample` (area averaging,
 rounded) makes the low-resolution input; `--task=super_resolution` does this in the input pipeline.
 """
 
 import keras
 import tensorflow as tf
 
-from imagetransformer import resize
+from imagetransformer.data import resize
 from imagetransformer.layers import EncoderBlock, LowResEmbedding
-from imagetransformer.model import ImageTransformer
+from imagetransformer.models.image_transformer import ImageTransformer
 
 
 @keras.saving.register_keras_serializable(package="imagetransformer")

@@ -6,7 +6,7 @@ and `head` (a DMoL or categorical head), and implements `call(images)` -> head p
 
 - `log_prob`, `bits_per_dim` (exact, via the head's tfp distribution);
 - `compute_loss` for `model.fit(images)` without targets (nats per dimension; a `bits_per_dim` metric);
-- the hooks `imagetransformer.sampling` and the export use (`supports_cache`, `known_rows_multiple`);
+- the hooks `imagetransformer.generation.sampling` and the export use (`supports_cache`, `known_rows_multiple`);
 - conditioning plumbing: a model with a `condition_key` takes `{"images": [B, H, W, C], <condition_key>: ...}`
   wherever an unconditional one takes images (`split_inputs`, `check_condition`): `"labels"` `[B]` for a
   class-conditional model (`num_classes`), `"low_res"` `[B, h, w, C]` for super-resolution;
@@ -27,7 +27,7 @@ class AutoregressiveImageModel(keras.Model):
     (`keras.metrics.Mean(name="bits_per_dim")`) in `__init__`, and implement `call` and `sequence_params`.
     """
 
-    # Whether `imagetransformer.sampling` may use key/value caches (`hidden_states(..., cache_position=...)`,
+    # Whether `imagetransformer.generation.sampling` may use key/value caches (`hidden_states(..., cache_position=...)`,
     # `step`, `init_caches`, `begin_block`, `decode_period`, `prefill_length`). Without them it re-runs the whole
     # network once per generated position.
     supports_cache = False

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from imagetransformer import resize
+from imagetransformer.data import resize
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_DIR_ENV = "IMAGETRANSFORMER_FASHION_MNIST_DIR"
@@ -129,7 +129,7 @@ def load_images(
 
 def with_low_res(dataset: tf.data.Dataset, scale: int) -> tf.data.Dataset:
     """Batches of images -> `{"images": ..., "low_res": ...}` dicts, the inputs of a super-resolution model; the
-    low-resolution images are the images area-downsampled by `scale` (`imagetransformer.resize.downsample`)."""
+    low-resolution images are the images area-downsampled by `scale` (`imagetransformer.data.resize.downsample`)."""
     return dataset.map(lambda images: {"images": images, "low_res": resize.downsample(images, scale)},
                        num_parallel_calls=tf.data.AUTOTUNE)
 
