@@ -15,7 +15,8 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from imagetransformer import completions, data
+from imagetransformer import data
+from imagetransformer.programs import complete as complete_program
 
 from imagetransformer.training import checkpoints
 
@@ -45,7 +46,7 @@ def main(argv):
                   shuffled=round(mean_bits(np.random.RandomState(0).permutation(labels)), 4))
     print(json.dumps(result), flush=True)
     if FLAGS.grid:
-        completions.run(FLAGS.model_dir, FLAGS.grid, num_images=20, seed=0, unconditional=True, progress=False)
+        complete_program.run(FLAGS.model_dir, FLAGS.grid, num_images=20, seed=0, unconditional=True, progress=False)
 
 
 if __name__ == "__main__":

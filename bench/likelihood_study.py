@@ -124,22 +124,25 @@ def train_all():
 
 
 def evaluate_all(trained, batch_size, speeds=None):
-    from imagetransformer import completions, evaluate, super_resolve_grid
-    from imagetransformer.training import checkpoints  # pylint: disable=C0415
+    # pylint: disable=import-outside-toplevel
+    from imagetransformer.evaluation import evaluator
+    from imagetransformer.programs import complete as complete_program
+    from imagetransformer.programs import super_resolve as super_resolve_program
+    from imagetransformer.training import checkpoints
 
     rows = []
     for name in FLAGS.models:
         model_dir = os.path.join(FLAGS.out, name)
         model = checkpoints.load_model(model_dir)
         start = time.perf_counter()
-        result = evaluate.evaluate(model_dir, "test", eval_examples=FLAGS.eval_examples, model=model,
+        result = evaluator.evaluate(model_dir, "test", eval_examples=FLAGS.eval_examples, model=model,
                                    sr_examples=FLAGS.sr_examples)
         eval_seconds = time.perf_counter() - start
         grid = os.path.join(FLAGS.docs, f"{FLAGS.prefix}{'_cifar10' if FLAGS.mock_cifar10 else ''}_{name}.png")
         if model.condition_key == "low_res":  # rows: low resolution | bicubic | T=0.8 | T=1.0 | original
-            super_resolve_grid.run(model_dir, grid, num_images=8, seed=0, progress=False)
+            super_resolve_program.run(model_dir, grid, num_images=8, seed=0, progress=False)
         else:
-            completions.run(model_dir, grid, num_images=8, seed=0, progress=False)
+            complete_program.run(model_dir, grid, num_images=8, seed=0, progress=False)
         steps, steps_per_second = trained.get(name, (None, float("nan")))
         row = dict(name=name, model=model.description, parameters=model.count_params(), steps=steps,
                    images_per_second=round(steps_per_second * batch_size, 2),
@@ -161,8 +164,7 @@ def mock_cifar10():
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
     from export import export  # pylint: disable=import-outside-toplevel
-    from imagetransformer import train
-    from imagetransformer.training import configs  # pylint: disable=import-outside-toplevel
+    from imagetransformer.training import configs, trainer  # pylint: disable=import-outside-toplevel
 
     trained = {}
     with tfds.testing.mock_data(num_examples=64):
@@ -171,7 +173,7 @@ def mock_cifar10():
             config = configs.get_config(config_name, batch_size=8, train_steps=10_000_000, steps_per_epoch=20,
                                         val_examples=16, warmup_steps=20, **overrides)
             model_dir = os.path.join(FLAGS.out, name)
-            result = train.train(config, model_dir, verbose=2, train_minutes=FLAGS.minutes)
+            result = trainer.train(config, model_dir, verbose=2, train_minutes=FLAGS.minutes)
             trained[name] = result.final_step, result.steps_per_second or float("nan")
             exported = export.export_model(result.model, os.path.join(FLAGS.out, "exported", name), overwrite=True)
             print(f"{name}: exported {exported.saved_model_dir}", flush=True)

@@ -8,17 +8,13 @@ float32 bits/dim are compared in BENCHMARKS.md). One JSON line per model directo
 """
 
 import json
-import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import common  # noqa: F401  (the repository on sys.path, quiet logs)
+from absl import app, flags
+import keras
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from imagetransformer.training import checkpoints  # noqa: E402
-from imagetransformer.evaluate import evaluate  # noqa: E402
+from imagetransformer.training import checkpoints
+from imagetransformer.evaluation.evaluator import evaluate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Trained model directories.", required=True)

@@ -11,20 +11,14 @@ pixels and scaled to 512 (each naive step costs the same full forward pass).
 """
 
 import json
-import os
-import statistics
-import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import common  # noqa: F401  (the repository on sys.path, quiet logs)
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
 
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import imagetransformer as it  # noqa: E402
-from imagetransformer.generation.sampling import get_decoder, per_image_seeds  # noqa: E402
+import imagetransformer as it
+from imagetransformer.generation.sampling import get_decoder, per_image_seeds
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("attention", ["local_1d", "local_2d", "global"], "Attention types to time.")
@@ -33,19 +27,7 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
 flags.DEFINE_integer("naive_steps", 8, "Naive decoder steps timed (scaled to all generated pixels).")
 flags.DEFINE_integer("num_layers", 6, "Decoder blocks.")
 
-PAPER = dict(image_shape=(32, 32, 3), hidden_size=256, num_heads=8, filter_size=512, dropout=0.1,
-             block_length=256, memory_length=256, query_shape=(8, 16), memory_flange=(8, 16),
-             distribution="dmol", num_mixtures=10)
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up: tracing and compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+PAPER = common.paper_model_kwargs()  # the paper's CIFAR-10 model (configs.CIFAR10_LOCAL_1D)
 
 
 def main(argv):
@@ -53,14 +35,14 @@ def main(argv):
     tf.random.set_seed(0)
     known_rows = 16
     for attention in FLAGS.attention:
-        model = it.ImageTransformer(attention=attention, num_layers=FLAGS.num_layers, **PAPER)
+        model = it.ImageTransformer(**{**PAPER, "attention": attention, "num_layers": FLAGS.num_layers})
         images = np.random.RandomState(0).randint(0, 256, (FLAGS.batch_size, 32, 32, 3)).astype(np.uint8)
         forward = tf.function(lambda x: model(x, training=False))
-        forward_s = median_time(lambda: forward(images).numpy(), FLAGS.repeats)
+        forward_s = common.median_time(lambda: forward(images).numpy(), FLAGS.repeats)
         result = {"attention": attention, "batch_size": FLAGS.batch_size, "num_layers": FLAGS.num_layers,
                   "generated_pixels": 32 * 32 - known_rows * 32, "forward_s": round(forward_s, 4)}
         for jit in (False, True):
-            result[f"cached_{'xla' if jit else 'graph'}_s"] = round(median_time(
+            result[f"cached_{'xla' if jit else 'graph'}_s"] = round(common.median_time(
                 lambda: it.complete(model, images, known_rows, seed=0, jit_compile=jit).numpy(), FLAGS.repeats), 4)
         # Naive: one full forward pass per generated pixel.
         decoder = get_decoder(model)
@@ -74,7 +56,7 @@ def main(argv):
         def naive():  # the first `steps` generated pixels; every naive step is one full forward pass
             return decoder.run_naive(tokens, known, noise, temperature, stop=known + steps).numpy()
 
-        naive_s = median_time(naive, max(1, FLAGS.repeats // 2)) * result["generated_pixels"] / steps
+        naive_s = common.median_time(naive, max(1, FLAGS.repeats // 2)) * result["generated_pixels"] / steps
         best_cached = min(result["cached_graph_s"], result["cached_xla_s"])
         result.update(
             naive_s=round(naive_s, 2), naive_steps_timed=steps,

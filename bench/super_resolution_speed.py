@@ -9,37 +9,21 @@ generated position. The ratio is what cross-attending to the low-resolution imag
 """
 
 import json
-import os
-import statistics
-import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import common  # the repository on sys.path, quiet logs
+from absl import app, flags
+import numpy as np
 
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import imagetransformer as it  # noqa: E402
+import imagetransformer as it
 from imagetransformer import models
 from imagetransformer.data import resize
-from imagetransformer.training import configs  # noqa: E402
+from imagetransformer.training import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "fashion_mnist_super_resolution", "A --task=super_resolution configuration.")
 flags.DEFINE_list("image_shape", ["28", "28", "1"], "H,W,C of the images.")
 flags.DEFINE_integer("batch_size", 16, "Images per batch.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up: tracing and compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv):
@@ -51,8 +35,8 @@ def main(argv):
     plain = models.build("image_transformer", image_shape=image_shape, **model_kwargs)
     images = np.random.RandomState(0).randint(0, 256, (FLAGS.batch_size, *image_shape)).astype(np.uint8)
     low_res = resize.downsample(images, sr.scale)
-    sr_s = median_time(lambda: it.super_resolve(sr, low_res, seed=0).numpy(), FLAGS.repeats)
-    plain_s = median_time(lambda: it.sample(plain, FLAGS.batch_size, seed=0).numpy(), FLAGS.repeats)
+    sr_s = common.median_time(lambda: it.super_resolve(sr, low_res, seed=0).numpy(), FLAGS.repeats)
+    plain_s = common.median_time(lambda: it.sample(plain, FLAGS.batch_size, seed=0).numpy(), FLAGS.repeats)
     positions = sr.order.length
     print(json.dumps({
         "config": FLAGS.config, "image_shape": list(image_shape), "batch_size": FLAGS.batch_size,

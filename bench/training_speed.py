@@ -13,23 +13,18 @@ pipeline is not timed here.
 """
 
 import json
-import os
 import statistics
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import common  # noqa: F401  (the repository on sys.path, quiet logs)
+from absl import app, flags
+import keras
+import numpy as np
+import tensorflow as tf
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flops import analytic_forward_flops, graph_forward_flops  # noqa: E402
-from imagetransformer.training import configs  # noqa: E402
-from imagetransformer.train import build_model  # noqa: E402
+from flops import analytic_forward_flops, graph_forward_flops
+from imagetransformer.training import configs
+from imagetransformer.training.trainer import build_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["cifar10_local_1d", "cifar10_local_2d", "cifar10_global", "fashion_mnist_small"],

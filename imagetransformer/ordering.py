@@ -28,7 +28,6 @@ import numpy as np
 import tensorflow as tf
 
 DISTRIBUTIONS = ("dmol", "categorical")
-ORDERS = ("raster", "block_raster")
 
 
 class PixelOrder:
@@ -61,10 +60,6 @@ class PixelOrder:
                     "choose block rows and columns that divide it."
                 )
             self.num_blocks = (rows // qh, cols // qw)
-
-    @property
-    def order(self):
-        return "raster" if self.query_shape is None else "block_raster"
 
     # ----------------------------------------------------------------------------------------------------------
     # Static per-position tables (NumPy), in generation order.

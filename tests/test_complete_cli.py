@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 import imagetransformer as it
+from imagetransformer import models
 from imagetransformer.training import checkpoints
-from imagetransformer import completions as complete_cli
+from imagetransformer.programs import complete as complete_cli
 from imagetransformer import data as data_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,7 @@ def model_dir(tmp_path_factory):
     model = it.ImageTransformer(image_shape=(28, 28, 1), attention="local_2d", num_layers=1, hidden_size=16,
                                 num_heads=2, filter_size=16, query_shape=(7, 14), memory_flange=(7, 7),
                                 num_mixtures=2)
-    checkpoints.save_config(directory, checkpoints.model_config(model), data={"dataset": "fashion_mnist"})
+    checkpoints.save_config(directory, models.config_of(model), data={"dataset": "fashion_mnist"})
     checkpoints.save_weights(model, directory)
     return directory
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 import imagetransformer as it
 from export import export as export_lib
+from imagetransformer import models
 from imagetransformer.training import checkpoints
 
 from conftest import random_images, tiny_kwargs
@@ -47,7 +48,7 @@ def make_model_dir(path, **overrides):
     kwargs.update(overrides)
     keras.utils.set_random_seed(1)
     model = it.ImageTransformer(**kwargs)
-    checkpoints.save_config(str(path), checkpoints.model_config(model))
+    checkpoints.save_config(str(path), models.config_of(model))
     checkpoints.save_weights(model, str(path))
     return model
 

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imagetransformer import data, train
+from imagetransformer.training import trainer
+from imagetransformer.training import callbacks
+from imagetransformer import data
 
 from imagetransformer.training import checkpoints, configs
 
@@ -64,7 +66,7 @@ def test_two_workers_on_loopback_train_the_same_weights(tmp_path):
     # The chief (worker 0) writes model_dir; worker 1 only its private directory.
     assert checkpoints.load_config(str(model_dir))["train"]["replicas"] == 2
     chief = checkpoints.load_model(str(model_dir))
-    other = checkpoints.load_model(str(model_dir / train.WORKERS_DIR / "worker_1"))
+    other = checkpoints.load_model(str(model_dir / checkpoints.WORKERS_DIR / "worker_1"))
     initial = checkpoints.build_model(str(model_dir))  # fresh weights of the same configuration
     for a, b, c in zip(chief.get_weights(), other.get_weights(), initial.get_weights()):
         np.testing.assert_array_equal(a, b)  # synchronous training: identical weights on both workers
@@ -112,9 +114,9 @@ def test_sigkill_mid_training_resumes_from_the_last_backup(tmp_path):
     # It lost at most one save interval (plus the steps that may have ended between the last line and the kill).
     assert steps_before_kill - save_every <= resumed_at <= steps_before_kill + 1
     assert f"Trained steps {resumed_at}..{train_steps}" in resumed.stdout
-    model = train.build_model(configs.get_config("tiny"), (28, 28, 1), tf.distribute.get_strategy())
+    model = trainer.build_model(configs.get_config("tiny"), (28, 28, 1), tf.distribute.get_strategy())
     model.load_weights(os.path.join(model_dir, checkpoints.WEIGHTS_FILE))
-    assert train.optimizer_step(model) == train_steps  # the optimizer state saved with the weights
+    assert callbacks.optimizer_step(model) == train_steps  # the optimizer state saved with the weights
 
 
 def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_weights(tmp_path):
@@ -134,7 +136,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_weights(tmp
     last = diverging.stderr.strip().splitlines()[-1]
     assert last.startswith("error: Training diverged") and "--learning_rate" in last, last
     assert weights.read_bytes() == before  # the last good checkpoint, untouched
-    assert not (model_dir / train.BACKUP_DIR).exists()  # no diverged state to resume from
+    assert not (model_dir / checkpoints.BACKUP_DIR).exists()  # no diverged state to resume from
 
     # The same directory trains on with a sane learning rate, from the good weights' step 2.
     again = subprocess.run(_train_command(model_dir, "--train_steps=4", "--verbose=0"), cwd=ROOT, env=_env(),
@@ -183,6 +185,6 @@ def test_multi_worker_run_with_a_killed_worker_resumes_when_restarted(tmp_path):
     assert steps[0] == steps[1] and steps[0] % save_every == 0
     assert finished - save_every <= steps[0] <= finished + 1  # at most one save interval repeated
     chief = checkpoints.load_model(str(model_dir))
-    other = checkpoints.load_model(str(model_dir / train.WORKERS_DIR / "worker_1"))
+    other = checkpoints.load_model(str(model_dir / checkpoints.WORKERS_DIR / "worker_1"))
     for a, b in zip(chief.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(a, b)

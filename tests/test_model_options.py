@@ -10,8 +10,7 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
-from imagetransformer import train
-from imagetransformer.training import configs
+from imagetransformer.training import configs, trainer
 from conftest import random_images, tiny_kwargs
 
 ALL_CHOICES = dict(initializer_gain=0.2, head_initializer_gain=0.05, value_embedding="projection", start="zeros",
@@ -163,11 +162,11 @@ def test_max_log_scale_bounds_the_dmol_scales_only_when_set():
 
 def test_cosine_decay_warms_up_to_the_peak_and_ends_at_zero():
     config = configs.get_config("tiny", learning_rate=1e-3, warmup_steps=10, train_steps=110, lr_decay="cosine")
-    schedule = train.learning_rate_schedule(train.check_config(config))
+    schedule = trainer.learning_rate_schedule(trainer.check_config(config))
     assert float(schedule(5)) == pytest.approx(5e-4)
     assert float(schedule(10)) == pytest.approx(1e-3)
     assert float(schedule(110)) == pytest.approx(0.0, abs=1e-9)
-    rsqrt = train.learning_rate_schedule(train.check_config(dict(config, lr_decay="rsqrt")))
+    rsqrt = trainer.learning_rate_schedule(trainer.check_config(dict(config, lr_decay="rsqrt")))
     assert float(rsqrt(109)) > 1e-4
 
 

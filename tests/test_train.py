@@ -1,7 +1,7 @@
 """Tests of imagetransformer.train (and configs, distribute): end-to-end runs, resuming, model_dir checks, the
 command line's one-line errors, and MirroredStrategy on two logical CPUs.
 
-Training runs in-process through `train.train` (what `main` calls) with the `tiny` configuration; what is about
+Training runs in-process through `trainer.train` (what `main` calls) with the `tiny` configuration; what is about
 the process itself (exit status, one line on stderr, no traceback, a second logical CPU device) runs in a
 subprocess. Nothing touches the network: CIFAR-10 is mocked by `tfds.testing.mock_data`, Fashion-MNIST comes from
 Debian's files.
@@ -20,10 +20,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from imagetransformer import data, evaluate, models, train
-
-from imagetransformer.training import checkpoints, configs, distribute
-from imagetransformer import cli
+from imagetransformer import data, models
+from imagetransformer.evaluation import evaluator
+from imagetransformer.programs import evaluate as evaluate_program
+from imagetransformer.programs import train as train_program
+from imagetransformer.training import callbacks, checkpoints, configs, distribute, trainer
+from imagetransformer.programs import cli
 from imagetransformer.models.image_transformer import ImageTransformer
 
 FLAGS = flags.FLAGS
@@ -57,7 +59,7 @@ def digest(directory):
 
 def stored_iterations(model_dir, config):
     """Optimizer steps stored in model_dir/model.weights.h5."""
-    model = train.build_model(config, (28, 28, 1), tf.distribute.get_strategy())
+    model = trainer.build_model(config, (28, 28, 1), tf.distribute.get_strategy())
     model.load_weights(os.path.join(model_dir, checkpoints.WEIGHTS_FILE))
     return int(model.optimizer.iterations)
 
@@ -90,24 +92,14 @@ class CountSteps(keras.callbacks.Callback):
     ("cifar10_local_1d", (32, 32, 3)), ("cifar10_local_2d", (32, 32, 3)),
 ])
 def test_named_configs_build_valid_models(name, image_shape):
-    config = train.check_config(configs.get_config(name))
+    config = trainer.check_config(configs.get_config(name))
     _, model_kwargs, _ = configs.split(config)
     attentions = ["local_1d", "local_2d", "global"] if name in ("fashion_mnist_small", "tiny") else [None]
     for attention in attentions:  # the small configs work with every attention
         kwargs = dict(model_kwargs, **({"attention": attention} if attention else {}))
-        if name == "cifar10_pixelcnnpp":  # Salimans et al.'s CIFAR-10 model, checked without building it
-            assert kwargs["model"] == "pixelcnnpp" and kwargs["num_filters"] == 160 and kwargs["num_resnets"] == 5
-            assert kwargs["num_scales"] == 3 and kwargs["dropout"] == 0.5 and 32 % 2 ** (kwargs["num_scales"] - 1) == 0
-            continue
-        if name.startswith("cifar10"):  # paper-sized: check the arguments without building 4M weights
-            assert kwargs["num_layers"] == 6 and kwargs["hidden_size"] == 256 and kwargs["num_heads"] == 8
-            assert kwargs["filter_size"] == 512
-            assert (32 * 32) % kwargs["block_length"] == 0 and kwargs["memory_length"] == 256
-            assert kwargs["query_shape"] == (8, 16) and kwargs["memory_flange"] == (8, 16)
-            assert 32 % kwargs["query_shape"][0] == 0 and 32 % kwargs["query_shape"][1] == 0
-            continue
-        model = models.build(image_shape=image_shape, **kwargs)
+        model = models.build(image_shape=image_shape, **kwargs)  # the paper-sized ones too (4M weights, ~1 s)
         assert models.name_of(model) == kwargs["model"]
+        assert models.config_of(model)["image_shape"] == list(image_shape)
     assert configs.get_config("cifar10_local_2d")["attention"] == "local_2d"
     assert configs.get_config("cifar10_local_1d")["dataset"] == "cifar10"
 
@@ -137,24 +129,12 @@ def parsed():
 
 def test_flags_override_the_named_config(parsed):
     parsed("--config=tiny", "--num_layers=3", "--query_shape=2,4", "--jit_compile", "--learning_rate=0.5")
-    config = train.check_config(train.config_from_flags())
+    config = trainer.check_config(train_program.config_from_flags())
     assert config["num_layers"] == 3 and config["query_shape"] == (2, 4)
     assert config["jit_compile"] is True and config["learning_rate"] == 0.5
     assert config["hidden_size"] == configs.TINY["hidden_size"]
     parsed()
-    assert train.config_from_flags() == configs.FASHION_MNIST_SMALL
-
-
-def test_issue_flags_are_defined_with_help():
-    for name in ("dataset", "model_dir", "train_steps", "batch_size", "attention", "num_layers", "hidden_size",
-                 "num_heads", "filter_size", "dropout", "block_length", "memory_length", "query_shape",
-                 "memory_flange", "distribution", "num_mixtures", "learning_rate", "warmup_steps", "strategy",
-                 "mixed_precision", "seed", "config", "data_dir", "steps_per_epoch", "save_every", "jit_compile",
-                 "tpu", "clipnorm", "val_examples", "split", "eval_examples"):
-        assert name in FLAGS, name
-        assert len(FLAGS[name].help) > 20, name
-    assert "784" not in FLAGS["block_length"].help  # no stale numbers; the default comes from the config:
-    assert "112 in fashion_mnist_small" in FLAGS["block_length"].help
+    assert train_program.config_from_flags() == configs.FASHION_MNIST_SMALL
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -163,7 +143,7 @@ def test_issue_flags_are_defined_with_help():
 def test_tiny_end_to_end_on_mocked_cifar10(tmp_path, empty_data_dir):
     model_dir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=12):
-        result = train.train(tiny(dataset="cifar10", data_dir=empty_data_dir, val_examples=6), model_dir,
+        result = trainer.train(tiny(dataset="cifar10", data_dir=empty_data_dir, val_examples=6), model_dir,
                              verbose=0)
         assert (result.initial_step, result.final_step) == (0, 4)
         assert result.model.image_shape == (32, 32, 3)
@@ -172,14 +152,14 @@ def test_tiny_end_to_end_on_mocked_cifar10(tmp_path, empty_data_dir):
         assert set(os.listdir(model_dir)) == {"config.json", "model.weights.h5", "logs"}  # backup/ removed
 
         config = checkpoints.load_config(model_dir)
-        assert config["model"] == checkpoints.model_config(result.model)
+        assert config["model"] == models.config_of(result.model)
         assert config["data"]["dataset"] == "cifar10" and config["data"]["image_shape"] == [32, 32, 3]
         assert config["train"]["train_steps"] == 4 and config["train"]["strategy"] == "default"
 
         loaded = checkpoints.load_model(model_dir)
         for a, b in zip(loaded.get_weights(), result.model.get_weights()):
             np.testing.assert_array_equal(a, b)
-        evaluated = evaluate.evaluate(model_dir, split="test", batch_size=5)  # 12 = 5 + 5 + 2
+        evaluated = evaluator.evaluate(model_dir, split="test", batch_size=5)  # 12 = 5 + 5 + 2
         images = np.stack(list(data.load_images("cifar10", "test", data_dir=empty_data_dir)
                                 .dataset.as_numpy_iterator()))
     assert evaluated.num_examples == 12
@@ -200,13 +180,13 @@ def test_fashion_mnist_training_lowers_bits_per_dim(tmp_path, capsys, parsed):
     model_dir = str(tmp_path / "run")
     config = tiny(train_steps=60, steps_per_epoch=30, save_every=30, learning_rate=1e-2, warmup_steps=10,
                   batch_size=8, val_examples=0)
-    result = train.train(config, model_dir, verbose=0)
+    result = trainer.train(config, model_dir, verbose=0)
     assert result.final_step == 60 and result.steps_per_second > 0
     assert os.listdir(os.path.join(model_dir, "logs")) == ["train"]  # no validation with val_examples=0
 
-    untrained = evaluate.evaluate(model_dir, split="test", eval_examples=100, batch_size=32,
+    untrained = evaluator.evaluate(model_dir, split="test", eval_examples=100, batch_size=32,
                                   model=checkpoints.build_model(model_dir))
-    trained = evaluate.evaluate(model_dir, split="test", eval_examples=100, batch_size=32)
+    trained = evaluator.evaluate(model_dir, split="test", eval_examples=100, batch_size=32)
     assert trained.num_examples == untrained.num_examples == 100
     # A uniform distribution over 256 values is 8 bits/dim; the untrained mixture is below it (about 6.2 here),
     # and 60 steps of training take off about 2 bits/dim (to about 4.1).
@@ -217,14 +197,14 @@ def test_fashion_mnist_training_lowers_bits_per_dim(tmp_path, capsys, parsed):
     # The command line prints the same number on its last line.
     parsed(f"--model_dir={model_dir}", "--eval_examples=100", "--batch_size=32")
     capsys.readouterr()
-    evaluate.main(["prog"])
+    evaluate_program.main(["prog"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"test bits/dim: {trained.bits_per_dim:.3f}"
 
 
 def test_evaluate_cli_prints_bits_per_dim_last(trained_dir):
     model_dir = trained_dir
-    expected = evaluate.evaluate(model_dir, split="test[:7]", batch_size=3).bits_per_dim  # 7 = 3 + 3 + 1
+    expected = evaluator.evaluate(model_dir, split="test[:7]", batch_size=3).bits_per_dim  # 7 = 3 + 3 + 1
     process = run_cli("imagetransformer.evaluate", f"--model_dir={model_dir}", "--split=test[:7]",
                       "--batch_size=3")
     assert process.returncode == 0, process.stderr
@@ -264,33 +244,33 @@ def test_resume_after_kill_continues_from_the_backup(tmp_path):
     # Epochs of 3 steps (model.weights.h5 at steps 3, 6), backups every 2 steps; killed after step 5.
     config = tiny(train_steps=7, steps_per_epoch=3, save_every=2, val_examples=0)
     with pytest.raises(Killed):
-        train.train(config, model_dir, verbose=0, callbacks=[KillAt(5)])
-    backup = os.path.join(model_dir, train.BACKUP_DIR, train.BACKUP_WEIGHTS)
+        trainer.train(config, model_dir, verbose=0, callbacks=[KillAt(5)])
+    backup = os.path.join(model_dir, checkpoints.BACKUP_DIR, checkpoints.BACKUP_WEIGHTS)
     assert os.path.exists(backup)
     assert stored_iterations(model_dir, config) == 3  # the epoch-end checkpoint is older than the backup
-    backed_up = train.build_model(config, (28, 28, 1), tf.distribute.get_strategy())
+    backed_up = trainer.build_model(config, (28, 28, 1), tf.distribute.get_strategy())
     backed_up.load_weights(backup)
     assert int(backed_up.optimizer.iterations) == 4
 
     # The same command again: resumes at the backup's step 4 with its weights, and runs exactly 3 more steps.
     counter, start = CountSteps(), WeightsAtStart()
-    result = train.train(config, model_dir, verbose=0, callbacks=[counter, start])
+    result = trainer.train(config, model_dir, verbose=0, callbacks=[counter, start])
     assert (result.initial_step, result.final_step, counter.steps) == (4, 7, 3)
     assert start.step == 4
     for a, b in zip(start.weights, backed_up.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert not os.path.exists(os.path.join(model_dir, train.BACKUP_DIR))  # finished: backup deleted
+    assert not os.path.exists(os.path.join(model_dir, checkpoints.BACKUP_DIR))  # finished: backup deleted
     assert stored_iterations(model_dir, config) == 7
 
     # Once more: nothing to do, nothing written.
     before = digest(model_dir)
-    again = train.train(config, model_dir, verbose=0)
+    again = trainer.train(config, model_dir, verbose=0)
     assert (again.initial_step, again.final_step, again.history) == (7, 7, None)
     assert digest(model_dir) == before
 
     # A larger --train_steps trains on from model.weights.h5, optimizer state included.
     counter = CountSteps()
-    more = train.train(dict(config, train_steps=9), model_dir, verbose=0, callbacks=[counter])
+    more = trainer.train(dict(config, train_steps=9), model_dir, verbose=0, callbacks=[counter])
     assert (more.initial_step, more.final_step, counter.steps) == (7, 9, 2)
     assert checkpoints.load_config(model_dir)["train"]["train_steps"] == 9
 
@@ -300,13 +280,13 @@ def test_resume_falls_back_to_the_previous_backup_when_the_latest_is_cut_off(tmp
     model_dir = str(tmp_path / "run")
     config = tiny(train_steps=6, steps_per_epoch=6, save_every=2, val_examples=0)
     with pytest.raises(Killed):
-        train.train(config, model_dir, verbose=0, callbacks=[KillAt(5)])
-    latest = os.path.join(model_dir, train.BACKUP_DIR, train.BACKUP_WEIGHTS)
-    assert os.path.exists(latest + train.PREVIOUS)  # double_checkpoint keeps the backup before the latest
+        trainer.train(config, model_dir, verbose=0, callbacks=[KillAt(5)])
+    latest = os.path.join(model_dir, checkpoints.BACKUP_DIR, checkpoints.BACKUP_WEIGHTS)
+    assert os.path.exists(latest + checkpoints.PREVIOUS)  # double_checkpoint keeps the backup before the latest
     with open(latest, "r+b") as f:  # killed while writing the latest backup
         f.truncate(100)
     counter = CountSteps()
-    result = train.train(config, model_dir, verbose=0, callbacks=[counter])
+    result = trainer.train(config, model_dir, verbose=0, callbacks=[counter])
     assert (result.initial_step, result.final_step, counter.steps) == (2, 6, 4)
 
 
@@ -319,23 +299,23 @@ def trained_dir(tmp_path_factory):
     if not os.path.isfile(os.path.join(data.DEBIAN_FASHION_MNIST_DIR, "t10k-labels-idx1-ubyte.gz")):
         pytest.skip("Debian package dataset-fashion-mnist is not installed")
     model_dir = str(tmp_path_factory.mktemp("trained") / "run")
-    train.train(tiny(train_steps=2, val_examples=0), model_dir, verbose=0)
+    trainer.train(tiny(train_steps=2, val_examples=0), model_dir, verbose=0)
     return model_dir
 
 
 def test_refuses_a_model_dir_with_another_model(trained_dir):
     before = digest(trained_dir)
     with pytest.raises(checkpoints.CheckpointError, match=r"hidden_size=16 \(flags: 32\); num_layers=1 \(flags: 2\)"):
-        train.train(tiny(num_layers=2, hidden_size=32), trained_dir, verbose=0)
+        trainer.train(tiny(num_layers=2, hidden_size=32), trained_dir, verbose=0)
     with pytest.raises(checkpoints.CheckpointError, match=r"mixed_precision='float32' \(flags: 'mixed_bfloat16'\)"):
-        train.train(tiny(mixed_precision="mixed_bfloat16"), trained_dir, verbose=0)
+        trainer.train(tiny(mixed_precision="mixed_bfloat16"), trained_dir, verbose=0)
     assert digest(trained_dir) == before
 
 
 def test_save_weights_skips_non_finite_epochs(tmp_path):
     model = ImageTransformer(image_shape=(4, 4, 1), attention="global", num_layers=1, hidden_size=8, num_heads=2,
                              filter_size=8, num_mixtures=1)
-    callback = train.SaveWeights(str(tmp_path))
+    callback = callbacks.SaveWeights(str(tmp_path))
     callback.set_model(model)
     callback.on_epoch_end(0, {"loss": float("nan"), "bits_per_dim": 1.0})
     assert not os.path.exists(tmp_path / checkpoints.WEIGHTS_FILE)
@@ -376,19 +356,19 @@ def assert_one_line_error(code, lines, *words):
 ])
 def test_train_bad_flags_fail_with_one_line(args, words, tmp_path, capsys, parsed):
     model_dir = tmp_path / "run"
-    code, lines = run_main(train, capsys, parsed, "--config=tiny", f"--model_dir={model_dir}", *args)
+    code, lines = run_main(train_program, capsys, parsed, "--config=tiny", f"--model_dir={model_dir}", *args)
     assert_one_line_error(code, lines, *words)
     assert not model_dir.exists()  # nothing written
 
 
 def test_train_without_model_dir_fails_with_one_line(capsys, parsed):
-    code, lines = run_main(train, capsys, parsed, "--config=tiny")
+    code, lines = run_main(train_program, capsys, parsed, "--config=tiny")
     assert_one_line_error(code, lines, "--model_dir is required")
 
 
 def test_train_refuses_another_model_and_corrupt_checkpoints(trained_dir, tmp_path, capsys, parsed):
     before = digest(trained_dir)
-    code, lines = run_main(train, capsys, parsed, "--config=tiny", f"--model_dir={trained_dir}", "--num_heads=4")
+    code, lines = run_main(train_program, capsys, parsed, "--config=tiny", f"--model_dir={trained_dir}", "--num_heads=4")
     assert_one_line_error(code, lines, f"--model_dir={trained_dir}", "num_heads=2 (flags: 4)")
     assert digest(trained_dir) == before
 
@@ -397,7 +377,7 @@ def test_train_refuses_another_model_and_corrupt_checkpoints(trained_dir, tmp_pa
         os.system(f"cp -r {trained_dir} {model_dir}")
         (model_dir / damaged).write_bytes(content)
         before = digest(model_dir)
-        code, lines = run_main(train, capsys, parsed, "--config=tiny", f"--model_dir={model_dir}",
+        code, lines = run_main(train_program, capsys, parsed, "--config=tiny", f"--model_dir={model_dir}",
                                "--train_steps=4")
         assert_one_line_error(code, lines, str(model_dir / damaged), "corrupt")
         assert digest(model_dir) == before
@@ -405,18 +385,18 @@ def test_train_refuses_another_model_and_corrupt_checkpoints(trained_dir, tmp_pa
 
 def test_evaluate_errors_are_one_line(trained_dir, tmp_path, capsys, parsed):
     missing = tmp_path / "missing"
-    code, lines = run_main(evaluate, capsys, parsed, f"--model_dir={missing}")
+    code, lines = run_main(evaluate_program, capsys, parsed, f"--model_dir={missing}")
     assert_one_line_error(code, lines, f"--model_dir={missing}", "does not exist")
-    code, lines = run_main(evaluate, capsys, parsed)
+    code, lines = run_main(evaluate_program, capsys, parsed)
     assert_one_line_error(code, lines, "--model_dir is required")
-    code, lines = run_main(evaluate, capsys, parsed, f"--model_dir={trained_dir}", "--split=validation")
+    code, lines = run_main(evaluate_program, capsys, parsed, f"--model_dir={trained_dir}", "--split=validation")
     assert_one_line_error(code, lines, "--split=validation", "Unknown split", "test")
 
     corrupt = tmp_path / "corrupt"
     os.system(f"cp -r {trained_dir} {corrupt}")
     with open(corrupt / checkpoints.WEIGHTS_FILE, "r+b") as f:
         f.truncate(500)
-    code, lines = run_main(evaluate, capsys, parsed, f"--model_dir={corrupt}")
+    code, lines = run_main(evaluate_program, capsys, parsed, f"--model_dir={corrupt}")
     assert_one_line_error(code, lines, str(corrupt / checkpoints.WEIGHTS_FILE), "corrupt")
 
 
@@ -478,17 +458,16 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from imagetransformer import train
-    from imagetransformer.training import configs
+    from imagetransformer.training import configs, trainer
     model_dir = sys.argv[1]
     try:
-        train.train(configs.get_config("tiny", batch_size=3), model_dir, strategy="mirrored", verbose=0)
+        trainer.train(configs.get_config("tiny", batch_size=3), model_dir, strategy="mirrored", verbose=0)
     except ValueError as e:
         print("ODD BATCH:", e)
     config = configs.get_config("tiny", train_steps=3, steps_per_epoch=3, batch_size=4, val_examples=6)
-    result = train.train(config, model_dir, strategy="mirrored", verbose=0)
+    result = trainer.train(config, model_dir, strategy="mirrored", verbose=0)
     variable = result.model.trainable_variables[0].value
-    resumed = train.train(dict(config, train_steps=5), model_dir, strategy="mirrored", verbose=0)
+    resumed = trainer.train(dict(config, train_steps=5), model_dir, strategy="mirrored", verbose=0)
     print("RESULT", json.dumps({
         "resumed": [resumed.initial_step, resumed.final_step],
         "replicas": json.load(open(os.path.join(model_dir, "config.json")))["train"]["replicas"],
@@ -517,7 +496,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 @needs_fashion_mnist
 def test_mixed_precision(policy, tmp_path):
-    result = train.train(tiny(mixed_precision=policy, train_steps=2, val_examples=4), str(tmp_path / "run"),
+    result = trainer.train(tiny(mixed_precision=policy, train_steps=2, val_examples=4), str(tmp_path / "run"),
                          verbose=0)
     model = result.model
     assert model.dtype_policy.name == policy
@@ -554,7 +533,7 @@ def test_stop_after_minutes_ends_fit_early():
 
     import imagetransformer as it
     from conftest import tiny_kwargs
-    from imagetransformer.train import StopAfterMinutes
+    from imagetransformer.training.callbacks import StopAfterMinutes
 
     model = it.ImageTransformer(**tiny_kwargs(image_shape=(4, 4, 1)))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))

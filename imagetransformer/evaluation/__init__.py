@@ -1,2 +1,6 @@
-"""Evaluation: what is measured and shown of a model beside its bits/dim: super-resolution metrics (PSNR, SSIM,
-consistency) and image grids."""
+"""Evaluation: what is measured and shown of a trained model: bits/dim on a split (`evaluator`), super-resolution
+metrics (PSNR, SSIM, consistency) and image grids (`visualize`)."""
+
+from imagetransformer.evaluation.evaluator import EvalResult, evaluate
+
+__all__ = ["EvalResult", "evaluate"]

@@ -63,7 +63,6 @@ class DecoderBlock(ResidualFeedForward, keras.layers.Layer):
         self._make_feed_forward()
 
     def build(self, input_shape):
-        hidden_size = input_shape[-1]
         self.attention_norm.build(input_shape)
         if not self.attention.built:  # a deserialized attention layer arrives built
             self.attention.build(input_shape)

@@ -15,6 +15,7 @@ crash leaves either the old file or the new one.
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 
 from imagetransformer import models
@@ -41,11 +42,6 @@ def atomic_path(path, suffix=""):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def model_config(model):
-    """The constructor arguments of `model` (JSON-serializable) and its architecture under `"model"`."""
-    return models.config_of(model)
 
 
 def save_config(model_dir, model_kwargs, **sections):
@@ -106,3 +102,109 @@ def load_model(model_dir):
             "backup or train again."
         ) from e
     return model
+
+
+# Training state of a model directory (`python -m imagetransformer.train`).
+BACKUP_DIR = "backup"
+WORKERS_DIR = "workers"  # non-chief workers' private directories in a multi-worker run
+LOGS_DIR = "logs"
+# Files of keras.callbacks.BackupAndRestore(double_checkpoint=True) in BACKUP_DIR.
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_METADATA = "training_metadata.json"
+PREVIOUS = ".bkp"
+
+
+def normalized(value):
+    """JSON-comparable form (tuples as lists)."""
+    if isinstance(value, (list, tuple)):
+        return [normalized(v) for v in value]
+    if isinstance(value, dict):
+        return {k: normalized(v) for k, v in value.items()}
+    return value
+
+
+def check_model_dir(model_dir, model_kwargs, mixed_precision):
+    """Returns the existing `config.json` of `model_dir` (None for a new directory) after checking it matches.
+
+    Raises:
+        CheckpointError: `config.json` is corrupt, or holds another model configuration (or dtype policy, which
+            changes the optimizer's state), or there are checkpoints without a `config.json`.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        leftovers = [name for name in (WEIGHTS_FILE, BACKUP_DIR)
+                     if os.path.exists(os.path.join(model_dir, name))]
+        if leftovers:
+            raise CheckpointError(
+                f"--model_dir={model_dir} holds {', '.join(leftovers)} but no {CONFIG_FILE}: not a "
+                "complete model directory; choose another --model_dir.")
+        return None
+    stored = load_config(model_dir)
+    wanted = normalized(model_kwargs)
+    # The stored configuration as the model it builds: keys written before an option existed take its default.
+    have = normalized(models.config_of(build_model(model_dir)))
+    diffs = [f"{key}={have.get(key)!r} (flags: {wanted.get(key)!r})"
+             for key in sorted(set(wanted) | set(have)) if have.get(key) != wanted.get(key)]
+    stored_policy = stored.get("train", {}).get("mixed_precision", "float32")
+    if stored_policy != mixed_precision:
+        diffs.append(f"mixed_precision={stored_policy!r} (flags: {mixed_precision!r})")
+    if diffs:
+        raise CheckpointError(
+            f"--model_dir={model_dir} holds a different model: its {CONFIG_FILE} has "
+            f"{'; '.join(diffs)}. Pass the same model flags to resume it, or choose a new --model_dir.")
+    return stored
+
+
+def _backup_paths(model_dir):
+    backup = os.path.join(model_dir, BACKUP_DIR)
+    return os.path.join(backup, BACKUP_WEIGHTS), os.path.join(backup, BACKUP_METADATA)
+
+
+def restore(model, model_dir):
+    """Loads the latest training state of `model_dir` into `model` (weights and optimizer, whose optimizer must be
+    built); returns the file it came from, or None when there is none.
+
+    The state of an interrupted run (`backup/`, kept by `BackupAndRestore`; its previous copy if the latest was
+    cut off while being written) wins over `model.weights.h5` (written at epoch ends).
+
+    Raises:
+        CheckpointError: the files exist but none can be loaded.
+    """
+    weights, metadata = _backup_paths(model_dir)
+    candidates = [path for path in (weights, weights + PREVIOUS) if os.path.exists(path)]
+    errors = []
+    for path in candidates:
+        if path == weights:
+            try:
+                model.load_weights(path)
+                return path
+            except Exception as e:  # pylint: disable=broad-except  (h5py/keras raise many types for damaged files)
+                errors.append(f"{path}: {type(e).__name__}: {e}")
+                continue
+        # The previous copy: Keras loads only files named *.weights.h5, and BackupAndRestore reads `weights`
+        # first, so put a good copy there.
+        try:
+            with atomic_path(weights, suffix=".weights.h5") as tmp:
+                shutil.copyfile(path, tmp)
+                model.load_weights(tmp)  # an error here leaves `weights` as it was
+        except Exception as e:  # pylint: disable=broad-except
+            errors.append(f"{path}: {type(e).__name__}: {e}")
+            continue
+        if os.path.exists(metadata + PREVIOUS):
+            shutil.copyfile(metadata + PREVIOUS, metadata)
+        return path
+    if candidates:
+        raise CheckpointError(
+            f"The backup of an interrupted run in {os.path.dirname(weights)} is corrupt ({'; '.join(errors)}); "
+            f"delete {os.path.dirname(weights)} to resume from {WEIGHTS_FILE} instead.")
+    path = os.path.join(model_dir, WEIGHTS_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        model.load_weights(path)
+    except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(
+            f"{path} is corrupt or does not match {CONFIG_FILE} ({type(e).__name__}: {e}); restore it "
+            "or choose a new --model_dir.") from e
+    return path
+

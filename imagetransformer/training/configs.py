@@ -195,3 +195,17 @@ def get_config(name=DEFAULT_CONFIG, **overrides):
 def split(config):
     """`(data, model, train)` sections of a flat configuration, each a new dict."""
     return tuple({k: config[k] for k in keys} for keys in (DATA_KEYS, MODEL_KEYS, TRAIN_KEYS))
+
+
+def parse_ints(value, count, flag):
+    """A list flag's strings (or a sequence of ints) -> tuple of `count` ints, or None if `value` is None."""
+    if value is None:
+        return None
+    try:
+        ints = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        ints = ()
+    if len(ints) != count:
+        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        raise ValueError(f"--{flag}={shown} must be {count} comma-separated integers.")
+    return ints

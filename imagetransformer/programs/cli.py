@@ -227,20 +227,6 @@ def parse_flags(argv):
         fail(f"{e} (--helpfull lists the flags)")
 
 
-def parse_ints(value, count, flag):
-    """A list flag's strings (or a sequence of ints) -> tuple of `count` ints, or None if `value` is None."""
-    if value is None:
-        return None
-    try:
-        ints = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        ints = ()
-    if len(ints) != count:
-        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-        raise ValueError(f"--{flag}={shown} must be {count} comma-separated integers.")
-    return ints
-
-
 def default_to_warnings():
     """Shows absl/tfds INFO logs only when asked for with `--verbosity=0` (or `-v 0`): the tools print what matters
     on stdout, and an error is then the only line on stderr."""

@@ -12,12 +12,13 @@ decoding, one row of pixels at a time.
 
 import math
 
+from absl import app
 from absl import flags, logging
 import numpy as np
 
 from imagetransformer.training import checkpoints
 from imagetransformer import data as data_lib
-from imagetransformer import cli
+from imagetransformer.programs import cli
 from imagetransformer.data import resize
 from imagetransformer.evaluation import visualize
 from imagetransformer.generation import sampling
@@ -88,3 +89,7 @@ def main(argv):
                       FLAGS.data_dir, FLAGS.zoom)
     print(f"Wrote {samples.shape[1]} images x {samples.shape[0]} temperatures to {FLAGS.output} (rows: "
           "low resolution | bicubic | samples | original)")
+
+
+def run_main():
+    app.run(main, flags_parser=cli.parse_flags)

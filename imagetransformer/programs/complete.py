@@ -11,12 +11,13 @@ Each row of the grid shows the given top rows (the rest grey), the model's compl
 
 import math
 
+from absl import app
 from absl import flags, logging
 import numpy as np
 
 from imagetransformer.training import checkpoints
 from imagetransformer import data as data_lib
-from imagetransformer import cli
+from imagetransformer.programs import cli
 from imagetransformer.evaluation import visualize
 from imagetransformer.generation import sampling
 
@@ -91,3 +92,6 @@ def main(argv):
     kind = "samples" if FLAGS.unconditional else "completions"
     print(f"Wrote {len(images)} {kind} to {FLAGS.output}")
 
+
+def run_main():
+    app.run(main, flags_parser=cli.parse_flags)

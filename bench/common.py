@@ -1,0 +1,39 @@
+"""What the benchmark scripts share: the repository on `sys.path` (they run as `python bench/<name>.py`), quiet
+TensorFlow logs, median timing after a warm-up, and the paper's CIFAR-10 model from the named configuration.
+
+Import it first: `import common` (the script's own folder is on `sys.path`).
+"""
+
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def median_time(fn, repeats):
+    """Median wall time in seconds of `repeats` calls of `fn`, after one warm-up call (tracing, compilation)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def paper_model_kwargs(config="cifar10_local_1d", **overrides):
+    """`ImageTransformer` arguments of a named configuration (default: the paper's CIFAR-10 local 1D model)."""
+    from imagetransformer.training import configs  # pylint: disable=import-outside-toplevel
+
+    _, model, _ = configs.split(configs.get_config(config))
+    model.pop("model")
+    for key in ("num_filters", "num_resnets", "num_scales", "scale", "encoder_layers"):  # other architectures'
+        model.pop(key)
+    model["image_shape"] = (32, 32, 3)
+    model.update(overrides)
+    return model

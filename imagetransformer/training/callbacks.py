@@ -1,0 +1,147 @@
+"""Keras callbacks of training: atomic weights at epoch ends, stopping at a step or after minutes, throughput,
+TensorBoard numbered by optimizer step, and completion grids of validation images."""
+
+import importlib.util
+import math
+import os
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from imagetransformer.evaluation import visualize
+from imagetransformer.training import checkpoints
+
+
+def optimizer_step(model):
+    """Optimizer steps `model` has taken (also for a mirrored `iterations` variable, which `int()` refuses)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+
+class SaveWeights(keras.callbacks.Callback):
+    """At every epoch end, writes `model_dir/model.weights.h5` atomically (`checkpoints.save_weights`).
+
+    The Keras `ModelCheckpoint(save_weights_only=True)` of this project: the file is written to a temporary name
+    and renamed, so a kill leaves the previous weights. Epochs whose logs hold a NaN or infinite value (a
+    diverging run stopped by `TerminateOnNaN`) are not saved.
+    """
+
+    def __init__(self, model_dir):
+        super().__init__()
+        self.model_dir = model_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = [float(v) for v in (logs or {}).values() if np.ndim(v) == 0]
+        if all(math.isfinite(v) for v in values):
+            checkpoints.save_weights(self.model, self.model_dir)
+        else:
+            logging.warning("Not saving the weights of epoch %d: non-finite metrics %s.", epoch + 1, logs)
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stops training once the optimizer has taken `train_steps` steps (also in the middle of an epoch)."""
+
+    def __init__(self, train_steps):
+        super().__init__()
+        self.train_steps = train_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if optimizer_step(self.model) >= self.train_steps:
+            self.model.stop_training = True
+
+
+class StopAfterMinutes(keras.callbacks.Callback):
+    """Stops training after `minutes` of wall time in `fit` (a time budget, e.g. for equal-budget comparisons)."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self._start >= self.seconds:
+            self.model.stop_training = True
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Measures training steps per second, leaving out the first execution (tracing) and validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+        self.seconds = 0.0
+        self._start = None
+        self._last_step = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = optimizer_step(self.model)  # counts steps_per_execution > 1 right
+        if self._last_step is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.steps += step - self._last_step
+        self._last_step = step
+
+    @property
+    def steps_per_second(self):
+        return self.steps / self.seconds if self.steps and self.seconds > 0 else None
+
+
+class _Summaries:
+    """`tf.summary` whose `scalar` needs no `tensorboard` package.
+
+    `tf.summary.scalar` is implemented by the `tensorboard` package; without it, this writes the same event
+    (TensorBoard's "scalars" plugin format) with TensorFlow's own `tf.summary.write`.
+    """
+
+    def __getattr__(self, name):
+        return getattr(tf.summary, name)
+
+    @staticmethod
+    def scalar(name, data, step=None, description=None):
+        metadata = summary_pb2.SummaryMetadata(
+            summary_description=description or "",
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        with tf.name_scope("scalar_summary"):
+            return tf.summary.write(name, tf.cast(data, tf.float32), step=step, metadata=metadata)
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard, with step-level summaries numbered by optimizer step (continuing after a resume).
+
+    Works without the `tensorboard` package (which only viewing the logs needs): see `_Summaries`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if importlib.util.find_spec("tensorboard") is None:
+            self._summary_module = _Summaries()
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._global_train_batch = optimizer_step(self.model)
+
+
+
+def completion_images(val_data, count, model_dir, with_labels=False):
+    """The `CompletionImages` callback on the first `count` validation images, if it can run."""
+    if not count or val_data is None:
+        return []
+    if importlib.util.find_spec("tensorboard") is None:
+        logging.warning("Not writing completion images: tf.summary.image needs the tensorboard package.")
+        return []
+    elements = list(val_data.dataset.take(count).as_numpy_iterator())
+    if with_labels:
+        images, labels = np.stack([e[0] for e in elements]), np.array([e[1] for e in elements])
+    else:
+        images, labels = np.stack(elements), None
+    return [visualize.CompletionImages(images, os.path.join(model_dir, checkpoints.LOGS_DIR, "images"), labels=labels)]
+
