@@ -1,7 +1,8 @@
 """Equal-budget likelihood study: Image Transformer (local 1D, local 2D) against PixelCNN++ on Fashion-MNIST.
 
 ```
-PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --minutes=45 --out=runs/study      # real data, ~50 min
+PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --minutes=40 --out=runs/study \
+    --models=local_1d,local_1d_seed1,local_2d,pixelcnnpp --plot=docs/likelihood_curves.png   # real data, ~1 hour
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --mock_cifar10 --minutes=3 --out=runs/study_cifar10
 PYTHONPATH=. .venv/bin/python bench/likelihood_study.py --models=local_1d,local_1d_class --minutes=20 \
     --out=runs/study_class --prefix=study_class   # class-conditional vs unconditional at equal budget
@@ -34,12 +35,13 @@ from absl import flags
 
 # Fashion-MNIST: the project's default small model (167k parameters) and PixelCNN++ of about its size (186k).
 STUDY = {
-    "local_1d": ["--config=fashion_mnist_small", "--attention=local_1d"],
-    "local_2d": ["--config=fashion_mnist_small", "--attention=local_2d"],
+    "local_1d": ["--config=fashion_mnist_small"],
+    "local_1d_seed1": ["--config=fashion_mnist_small", "--seed=1"],
+    "local_2d": ["--config=fashion_mnist_local_2d"],
     "pixelcnnpp": ["--config=fashion_mnist_pixelcnnpp"],
-    # Issue 9: the same local 1D model, class-conditional (evaluated given each test image's class).
-    "local_1d_class": ["--config=fashion_mnist_small", "--attention=local_1d", "--conditional=class"],
-    # Issue 9: 7x7 -> 28x28 super-resolution (bits/dim of the image given its low-resolution version; PSNR/SSIM).
+    # The same local 1D model, class-conditional (evaluated given each test image's class).
+    "local_1d_class": ["--config=fashion_mnist_small", "--conditional=class"],
+    # 7x7 -> 28x28 super-resolution (bits/dim of the image given its low-resolution version; PSNR/SSIM).
     "super_resolution": ["--config=fashion_mnist_super_resolution"],
 }
 COMMON = ["--train_steps=10000000", "--steps_per_epoch=200", "--val_examples=256", "--summary_images=0",
@@ -55,6 +57,8 @@ flags.DEFINE_bool("concurrent", True, "Train the models at the same time (each o
 flags.DEFINE_integer("threads", 1, "CPU threads per training process when --concurrent.")
 flags.DEFINE_integer("eval_examples", None, "Test images to evaluate (default: the whole test split).")
 flags.DEFINE_integer("sr_examples", 100, "Super-resolution models: test images to super-resolve and score.")
+flags.DEFINE_string("plot", None, "Also draw validation bits/dim against steps and minutes of every model into this "
+                    "PNG (needs matplotlib).")
 flags.DEFINE_bool("mock_cifar10", False, "Mocked CIFAR-10 at the paper's sizes instead (the RGB path).")
 flags.DEFINE_bool("skip_training", False, "Only evaluate and draw the grids of existing runs in --out.")
 flags.DEFINE_float("speed_minutes", 0.0,
@@ -70,6 +74,8 @@ MOCK = {
     "pixelcnnpp": ("cifar10_pixelcnnpp", {"num_filters": 64, "num_resnets": 2}),
 }
 _TRAINED = re.compile(r"Trained steps (\d+)\.\.(\d+)(?:, ([\d.]+) steps/s)?")
+# Keras' verbose=2 line at each epoch end: "200/200 - 41s - 205ms/step - ... - val_bits_per_dim: 3.5 - ...".
+_EPOCH = re.compile(r"^(\d+)/\d+ - (\d+)s - .*val_bits_per_dim: ([\d.]+)", re.M)
 
 
 def _train_command(name):
@@ -81,6 +87,45 @@ def _parse_trained(path):
     with open(path) as f:
         match = _TRAINED.findall(f.read())[-1]
     return int(match[1]), float(match[2] or "nan")
+
+
+def curve(name):
+    """Validation bits/dim of a model's training log: `[(step, minutes, bits/dim)]` at each epoch end."""
+    with open(os.path.join(FLAGS.out, f"{name}.log")) as f:
+        text = f.read()
+    points, step, seconds = [], 0, 0
+    for steps, epoch_seconds, bits in _EPOCH.findall(text):
+        step += int(steps)
+        seconds += int(epoch_seconds)
+        points.append((step, round(seconds / 60, 2), float(bits)))
+    return points
+
+
+def plot(path):
+    """Validation bits/dim against steps and against minutes of every model of the study, side by side."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+
+    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for name in FLAGS.models:
+        points = curve(name)
+        if not points:
+            continue
+        steps, minutes, bits = zip(*points)
+        axes[0].plot(steps, bits, label=name)
+        axes[1].plot(minutes, bits, label=name)
+    axes[0].set_xlabel("training steps")
+    axes[1].set_xlabel("minutes (all models training at once)")
+    axes[0].set_ylabel("validation bits/dim (held-out training images)")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+    low = min(p[2] for name in FLAGS.models for p in curve(name))
+    axes[0].set_ylim(low - 0.05, low + 0.8)
+    axes[1].legend()
+    figure.suptitle("Fashion-MNIST, equal wall-clock budget")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def measure_speed():
@@ -149,7 +194,8 @@ def evaluate_all(trained, batch_size, speeds=None):
                    test_bits_per_dim=round(result.bits_per_dim, 4), test_images=result.num_examples,
                    eval_seconds=round(eval_seconds, 1), grid=grid, minutes=FLAGS.minutes,
                    concurrent=FLAGS.concurrent and not FLAGS.mock_cifar10,
-                   images_per_second_alone=(speeds or {}).get(name))
+                   images_per_second_alone=(speeds or {}).get(name),
+                   validation_curve=curve(name) if not FLAGS.mock_cifar10 else None)
         if result.super_resolution:
             row["super_resolution"] = dict(result.super_resolution, images=min(FLAGS.sr_examples, result.num_examples))
         print(json.dumps(row), flush=True)
@@ -193,6 +239,8 @@ def main(argv):
     else:
         trained = train_all()
     speeds = measure_speed() if FLAGS.speed_minutes else None
+    if FLAGS.plot:
+        plot(FLAGS.plot)
     evaluate_all(trained, 16, speeds)
 
 

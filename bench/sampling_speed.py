@@ -54,7 +54,7 @@ def main(argv):
         known = order.known_length(known_rows)
 
         def naive():  # the first `steps` generated pixels; every naive step is one full forward pass
-            return decoder.run_naive(tokens, known, noise, temperature, stop=known + steps).numpy()
+            return decoder.run(tokens, known, noise, temperature, use_cache=False, stop=known + steps)[0].numpy()
 
         naive_s = common.median_time(naive, max(1, FLAGS.repeats // 2)) * result["generated_pixels"] / steps
         best_cached = min(result["cached_graph_s"], result["cached_xla_s"])

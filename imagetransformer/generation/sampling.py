@@ -1,11 +1,14 @@
 """Autoregressive sampling: image completion from the top rows, and unconditional samples.
 
-Two decoders draw from the same distribution and, given the same seeds, the same images:
+One decoding loop (`Decoder.decode`, a compiled `tf.while_loop`, one position per step) draws every image; a
+step function says how a position's head parameters are computed, and a `Sampler` draws its token:
 
-- the **cached** decoder (default): per-layer key/value caches; the known rows are prefilled in one
-  teacher-forced pass; then one position per step inside a compiled `tf.while_loop`, each step reading only
-  its attention window from the caches;
-- the **naive** reference (`use_cache=False`): re-runs the whole network for every position.
+- `CachedStep` (default): per-layer key/value caches; the known rows are prefilled in one teacher-forced pass,
+  then each step reads only its attention window from the caches;
+- `RerunStep` (`use_cache=False`, and models without caches such as `PixelCNNPlusPlus`): the naive reference,
+  which re-runs the whole network for every position.
+
+Both draw from the same distribution and, given the same seeds, the same images.
 
 Randomness is stateless and per image: image `i` draws all its noise up front from its own seed pair, so an
 image depends only on its own seed and inputs, not on what else is in the batch (TF Serving merges requests
@@ -38,15 +41,89 @@ def per_image_noise(seeds, length, noise_size):
     )
 
 
-class Decoder:
-    """Compiled cached and naive decoding for one model (see `get_decoder`).
+class CachedStep:
+    """Decoding step of a model with key/value caches (`ImageTransformer`, `SuperResolutionTransformer`).
 
-    The graph-building methods (`prefill`, `decode`, `complete_tokens`) take and return tensors and use only
+    The model's decoding protocol, which `supports_cache = True` declares:
+
+    - `hidden_states(prefix, cache_position=n, condition=...)` -> (hidden states, decoder state): the prefill, one
+      teacher-forced pass over the first `prefill_length(n)` positions that returns the state a step at `n`
+      expects; `init_caches(batch_size, condition)`: the state before position 0;
+    - `step(previous_token, state, position)` -> (head parameters `[B, P]`, new state);
+    - `decode_period` and `begin_block(state, position)`: once per period (a local query block), the decoder
+      moves every layer's attention window.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.period = model.decode_period
+
+    def init_state(self, tokens, known_length, condition=None):
+        """The decoder state holding the first `known_length` positions of `tokens` (and the condition)."""
+        if known_length == 0:
+            return self.model.init_caches(tf.shape(tokens)[0], condition=condition)
+        prefix = tokens[:, : self.model.prefill_length(known_length)]  # only the blocks that hold known positions
+        _, state = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length),
+                                            condition=condition)
+        return state
+
+    def begin_block(self, state, position):
+        return self.model.begin_block(state, position)
+
+    def __call__(self, canvas, state, position):
+        """Head parameters `[B, P]` of `position` from the token before it (`canvas` `[length, B, token]`)."""
+        return self.model.step(tf.gather(canvas, tf.maximum(position - 1, 0)), state, position)
+
+
+class RerunStep:
+    """Decoding step that re-runs the whole network over the canvas: the naive reference decoder, and the
+    decoder of models without caches (`PixelCNNPlusPlus`). Its state is the condition alone."""
+
+    def __init__(self, model):
+        self.model = model
+        self.period = model.order.length  # no windows to move
+
+    def init_state(self, tokens, known_length, condition=None):
+        del tokens, known_length
+        return {} if condition is None else {"condition": condition}
+
+    def begin_block(self, state, position):
+        del position
+        return state
+
+    def __call__(self, canvas, state, position):
+        params = self.model.sequence_params(tf.transpose(canvas, [1, 0, 2]), training=False,
+                                            condition=state.get("condition"))  # [B, length, P]
+        return tf.gather(params, position, axis=1), state
+
+
+class Sampler:
+    """Draws each position's token from the head's distribution at a per-image temperature.
+
+    The randomness is given, not drawn: uniforms `[B, noise_size]` per position from the per-image stateless
+    noise (`per_image_noise`), so equal seeds give equal images on every path (cached or naive, in process or
+    exported).
+    """
+
+    def __init__(self, head, temperature):
+        self.head = head
+        self.temperature = temperature  # float32 [B]
+
+    def __call__(self, params, uniforms):
+        return self.head.sample(params, uniforms, self.temperature)
+
+
+class Decoder:
+    """One decoding loop for one model, driven by a step function (see `get_decoder`).
+
+    `decode` generates positions one per step inside a `tf.while_loop`; the step function decides how a
+    position's head parameters are computed: `CachedStep` (per-layer key/value caches, the default where the
+    model supports it) or `RerunStep` (the whole network re-run per position: the naive reference, and models
+    without caches). The graph-building methods (`decode`, `complete_tokens`) take and return tensors and use only
     standard TensorFlow ops, so the exported SavedModel signatures call them directly.
 
     Args:
-        model: an `ImageTransformer` (or a model without caches, such as `PixelCNNPlusPlus`: then only the
-            naive decoder and `decode_uncached` apply).
+        model: an `ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`.
         jit_compile: compile the step loop with XLA (in-process sampling only; keep it out of exports).
     """
 
@@ -54,133 +131,109 @@ class Decoder:
         self.model = model
         self.order = model.order
         self.head = model.head
-        self._decode_fn = tf.function(self.decode, jit_compile=jit_compile, reduce_retracing=True)
-        self._prefill_fn = tf.function(self.prefill, reduce_retracing=True)
-        self._forward_fn = tf.function(
-            lambda tokens, condition=None: model.sequence_params(tokens, training=False, condition=condition))
+        self.cached = CachedStep(model) if model.supports_cache else None
+        self.rerun = RerunStep(model)
+        self._decode_fns = {
+            name: tf.function(lambda *args, step=step: self.decode(step, *args), jit_compile=jit_compile,
+                              reduce_retracing=True)
+            for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None
+        }
+        self._init_fns = {name: tf.function(step.init_state, reduce_retracing=True)
+                          for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None}
         self._noise_fn = tf.function(per_image_noise)  # map_fn as a graph loop: ~10 us per image, not ~1 ms
+
+    def step_function(self, use_cache=True):
+        """The `CachedStep` where the model has caches and `use_cache`, else the `RerunStep`."""
+        return self.cached if use_cache and self.cached is not None else self.rerun
 
     def noise(self, seeds):
         """Uniforms `[B, length, noise_size]` for seed pairs `[B, 2]`."""
         return self._noise_fn(seeds, self.order.length, self.head.noise_size)
 
     # ----------------------------------------------------------------------------------------------------------
-    # Graph building blocks.
+    # The loop (graph).
     # ----------------------------------------------------------------------------------------------------------
-    def prefill(self, tokens, known_length, condition=None):
-        """The decoder state (per-layer caches) holding the keys/values of the first `known_length` positions of
-        `tokens`; `condition`: the labels `[B]` of a class-conditional model, the low-resolution images of a
-        super-resolution model (encoded here, once)."""
-        if known_length == 0:
-            return self.model.init_caches(tf.shape(tokens)[0], condition=condition)
-        prefix = tokens[:, : self.model.prefill_length(known_length)]  # only the blocks that hold known positions
-        _, caches = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length),
-                                             condition=condition)
-        return caches
-
-    def decode(self, tokens, caches, start, stop, noise, temperature, params=None):
+    def decode(self, step, tokens, state, start, stop, noise, temperature, params=None):
         """Generates positions `[start, stop)` one per step in a `tf.while_loop`.
 
         Args:
+            step: a step function (`CachedStep`, `RerunStep`).
             tokens: int32 `[B, length, token]`; positions before `start` are given.
-            caches: the decoder state (per-layer caches) valid for positions before `start`.
+            state: the step function's state, valid for positions before `start`.
             start, stop: int32 scalars.
             noise: float32 `[B, length, noise_size]` uniforms.
             temperature: float32 `[B]`.
             params: optional float32 `[length, B, P]` buffer that receives each step's head parameters.
 
         Returns:
-            `(tokens, caches, params)` after the steps.
+            `(tokens, state, params)` after the steps.
         """
         canvas = tf.transpose(tokens, [1, 0, 2])  # [length, B, token]: one slot per position
         noise = tf.transpose(noise, [1, 0, 2])  # [length, B, noise_size]
+        sampler = Sampler(self.head, temperature)
         if params is None:
             params = tf.zeros([0], tf.float32)
         keep_params = params.shape.rank == 3
-        period = self.model.decode_period
+        period = step.period
 
-        def step(position, canvas, caches, params):
-            previous = tf.gather(canvas, tf.maximum(position - 1, 0))  # [B, token]
-            step_params, caches = self.model.step(previous, caches, position)  # [B, P]
-            token = self.head.sample(step_params, tf.gather(noise, position), temperature)  # [B, token]
+        def one_position(position, canvas, state, params):
+            step_params, state = step(canvas, state, position)  # [B, P]
+            token = sampler(step_params, tf.gather(noise, position))  # [B, token]
             canvas = tf.tensor_scatter_nd_update(canvas, tf.reshape(position, [1, 1]), token[None])
             if keep_params:
                 params = tf.tensor_scatter_nd_update(params, tf.reshape(position, [1, 1]), step_params[None])
-            return position + 1, canvas, caches, params
+            return position + 1, canvas, state, params
 
-        def block(position, canvas, caches, params):
+        def block(position, canvas, state, params):
             # Windows that jump between query blocks are cut once here; the steps inside only read and write.
-            caches = tf.cond(tf.equal(position % period, 0),
-                             lambda: self.model.begin_block(caches, position), lambda: caches)
+            state = tf.cond(tf.equal(position % period, 0), lambda: step.begin_block(state, position),
+                            lambda: state)
             end = tf.minimum((position // period + 1) * period, stop)
-            return tf.while_loop(lambda p, *_: p < end, step, (position, canvas, caches, params))
+            return tf.while_loop(lambda p, *_: p < end, one_position, (position, canvas, state, params))
 
-        _, canvas, caches, params = tf.while_loop(
-            lambda position, *_: position < stop, block, (start, canvas, caches, params)
+        _, canvas, state, params = tf.while_loop(
+            lambda position, *_: position < stop, block, (start, canvas, state, params)
         )
-        return tf.transpose(canvas, [1, 0, 2]), caches, params
-
-    def decode_uncached(self, tokens, start, stop, noise, temperature, condition=None):
-        """Generates positions `[start, stop)` in a `tf.while_loop`, re-running the whole network per position.
-
-        The decoder of models without caches (PixelCNN++); same arguments as `decode`, returns the tokens.
-        """
-        canvas = tf.transpose(tokens, [1, 0, 2])  # [length, B, token]
-        noise = tf.transpose(noise, [1, 0, 2])  # [length, B, noise_size]
-
-        def step(position, canvas):
-            params = self.model.sequence_params(tf.transpose(canvas, [1, 0, 2]), training=False,
-                                                condition=condition)  # [B, length, P]
-            params = tf.gather(params, position, axis=1)  # [B, P]
-            token = self.head.sample(params, tf.gather(noise, position), temperature)  # [B, token]
-            return position + 1, tf.tensor_scatter_nd_update(canvas, tf.reshape(position, [1, 1]), token[None])
-
-        _, canvas = tf.while_loop(lambda position, _: position < stop, step, (start, canvas))
-        return tf.transpose(canvas, [1, 0, 2])
+        return tf.transpose(canvas, [1, 0, 2]), state, params
 
     def complete_tokens(self, tokens, known_length, seeds, temperature, condition=None):
-        """Graph-only completion: tokens `[B, length, token]` with `known_length` given -> all generated."""
+        """Graph-only completion (what the exported signatures run): tokens `[B, length, token]` with
+        `known_length` given -> all generated, with the cached step where the model has one."""
         noise = per_image_noise(seeds, self.order.length, self.head.noise_size)
-        if not self.model.supports_cache:
-            return self.decode_uncached(tokens, tf.constant(known_length, tf.int32), tf.constant(self.order.length),
-                                        noise, temperature, condition)
-        caches = self.prefill(tokens, known_length, condition)
-        start = tf.constant(known_length, tf.int32)
-        tokens, _, _ = self.decode(tokens, caches, start, tf.constant(self.order.length), noise, temperature)
+        step = self.step_function()
+        state = step.init_state(tokens, known_length, condition)
+        tokens, _, _ = self.decode(step, tokens, state, tf.constant(known_length, tf.int32),
+                                   tf.constant(self.order.length), noise, temperature)
         return tokens
 
     # ----------------------------------------------------------------------------------------------------------
-    # Eager drivers.
+    # Eager driver.
     # ----------------------------------------------------------------------------------------------------------
-    def run_cached(self, tokens, known_length, noise, temperature, chunk=None, progress=None, keep_params=False,
-                   condition=None):
-        """Cached decoding, optionally in chunks of `chunk` positions (for a progress bar)."""
-        length = self.order.length
-        caches = self._prefill_fn(tokens, known_length, condition)
+    def run(self, tokens, known_length, noise, temperature, use_cache=True, chunk=None, progress=None,
+            keep_params=False, condition=None, stop=None):
+        """Decodes positions `known_length..stop` (default: all) with compiled loops of `chunk` positions each
+        (default: all at once), updating `progress` (a Keras `Progbar`) after each chunk.
+
+        Returns:
+            `(tokens, params)`: params `[B, length, P]` with `keep_params`, else None.
+        """
+        name = "cached" if use_cache and self.cached is not None else "rerun"
+        stop = self.order.length if stop is None else stop
+        state = self._init_fns[name](tokens, known_length, condition)
         params = None
         if keep_params:
-            params = tf.zeros([length, tf.shape(tokens)[0], self.head.params_size], tf.float32)
-        chunk = chunk or length
+            params = tf.zeros([self.order.length, tf.shape(tokens)[0], self.head.params_size], tf.float32)
+        chunk = chunk or self.order.length
         position = known_length
-        while position < length:
-            stop = min(position + chunk, length)
-            tokens, caches, params = self._decode_fn(
-                tokens, caches, tf.constant(position), tf.constant(stop), noise, temperature, params
+        while position < stop:
+            end = min(position + chunk, stop)
+            tokens, state, params = self._decode_fns[name](
+                tokens, state, tf.constant(position), tf.constant(end), noise, temperature, params
             )
-            position = stop
+            position = end
             if progress is not None:
                 progress.update(position - known_length)
         return tokens, (tf.transpose(params, [1, 0, 2]) if keep_params else None)
-
-    def run_naive(self, tokens, known_length, noise, temperature, progress=None, stop=None, condition=None):
-        """Reference decoding: one full forward pass per generated position (up to `stop`, default all)."""
-        for position in range(known_length, stop or self.order.length):
-            params = self._forward_fn(tokens, condition)[:, position]  # [B, P]
-            token = self.head.sample(params, noise[:, position], temperature)
-            tokens = tf.concat([tokens[:, :position], token[:, None], tokens[:, position + 1 :]], axis=1)
-            if progress is not None:
-                progress.update(position + 1 - known_length)
-        return tokens
 
 
 def get_decoder(model, jit_compile=True):
@@ -264,14 +317,11 @@ def complete(
     params = None
     if return_params and not model.supports_cache:
         raise ValueError(f"return_params needs the cached decoder, which {type(model).__name__} does not have.")
-    if use_cache and model.supports_cache:
-        chunk = order.grid_shape[1] if progress else None  # one grid row per chunk
-        tokens, params = decoder.run_cached(tokens, known_length, noise, temperature, chunk, bar, return_params,
-                                            condition=condition)
-    else:
-        if return_params:
-            raise ValueError("return_params needs the cached decoder (use_cache=True).")
-        tokens = decoder.run_naive(tokens, known_length, noise, temperature, bar, condition=condition)
+    if return_params and not use_cache:
+        raise ValueError("return_params needs the cached decoder (use_cache=True).")
+    chunk = order.grid_shape[1] if progress else None  # one grid row per chunk
+    tokens, params = decoder.run(tokens, known_length, noise, temperature, use_cache=use_cache, chunk=chunk,
+                                 progress=bar, keep_params=return_params, condition=condition)
     result = tf.cast(order.to_images(tokens), tf.uint8)
     if return_params:
         return result, order.from_sequence(params)
