@@ -71,11 +71,13 @@ FASHION_MNIST_SMALL = dict(
     memory_flange=(7, 14),
     distribution="dmol",
     num_mixtures=5,
-    initializer_gain=1.0,
+    # From the likelihood screen (BENCHMARKS.md): tensor2tensor's initializer gain and one causal convolution
+    # over the earlier pixels, 3.125 validation bits/dim after 1,000 steps against 3.552 without them.
+    initializer_gain=0.2,
     head_initializer_gain=None,
     value_embedding="table",
     start="learned",
-    conv_stem_layers=0,
+    conv_stem_layers=1,
     conv_stem_kernel=(2, 2),
     norm="pre",
     max_log_scale=3.0,
@@ -106,6 +108,8 @@ CIFAR10_LOCAL_1D = dict(
     FASHION_MNIST_SMALL,
     dataset="cifar10",
     attention="local_1d",
+    initializer_gain=1.0,  # the screen's choices are measured on Fashion-MNIST only
+    conv_stem_layers=0,
     num_layers=6,
     hidden_size=256,
     num_heads=8,
@@ -130,6 +134,8 @@ CIFAR10_LOCAL_2D = dict(CIFAR10_LOCAL_1D, attention="local_2d")
 CIFAR10_PIXELCNNPP = dict(CIFAR10_LOCAL_1D, model="pixelcnnpp", num_filters=160, num_resnets=5, dropout=0.5,
                           learning_rate=1e-3)
 FASHION_MNIST_PIXELCNNPP = dict(FASHION_MNIST_SMALL, model="pixelcnnpp")
+# Local 2D attention generates in block-raster order, where a masked convolution would see later pixels: no stem.
+FASHION_MNIST_LOCAL_2D = dict(FASHION_MNIST_SMALL, attention="local_2d", conv_stem_layers=0)
 # Super-resolution (the paper's second conditional use): 7x7 -> 28x28 Fashion-MNIST, 8x8 -> 32x32 CIFAR-10.
 FASHION_MNIST_SUPER_RESOLUTION = dict(FASHION_MNIST_SMALL, task="super_resolution")
 CIFAR10_SUPER_RESOLUTION = dict(CIFAR10_LOCAL_1D, task="super_resolution")
@@ -139,6 +145,8 @@ CIFAR10_GLOBAL = dict(CIFAR10_LOCAL_1D, attention="global")
 # For tests: seconds per run. Block sizes divide both Fashion-MNIST (28 x 28) and CIFAR-10 (32 x 32) grids.
 TINY = dict(
     FASHION_MNIST_SMALL,
+    initializer_gain=1.0,
+    conv_stem_layers=0,  # every attention, local_2d too
     num_layers=1,
     hidden_size=16,
     num_heads=2,
@@ -167,6 +175,7 @@ CONFIGS = {
     "cifar10_global": CIFAR10_GLOBAL,
     "cifar10_pixelcnnpp": CIFAR10_PIXELCNNPP,
     "fashion_mnist_pixelcnnpp": FASHION_MNIST_PIXELCNNPP,
+    "fashion_mnist_local_2d": FASHION_MNIST_LOCAL_2D,
     "fashion_mnist_super_resolution": FASHION_MNIST_SUPER_RESOLUTION,
     "cifar10_super_resolution": CIFAR10_SUPER_RESOLUTION,
     "tiny": TINY,
