@@ -53,7 +53,7 @@ def artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("robustness")
     model_dir, export_dir = str(root / "model"), str(root / "export")
     keras.utils.set_random_seed(0)
-    trainer.train(configs.configs.get_config("tiny", train_steps=2, val_examples=0), model_dir, verbose=0)
+    trainer.train(configs.get_config("tiny", train_steps=2, val_examples=0), model_dir, verbose=0)
     result = subprocess.run([sys.executable, "-m", "export.export", f"--model_dir={model_dir}",
                              f"--export_dir={export_dir}"], cwd=ROOT, env=_env(), capture_output=True, text=True,
                             timeout=300)
