@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     model = checkpoints.load_model(FLAGS.model_dir)
-    if not model.conditional:
+    if not model.condition.needs_labels:
         raise SystemExit(f"{FLAGS.model_dir} holds an unconditional model.")
     dataset = checkpoints.load_config(FLAGS.model_dir)["data"]["dataset"]
     pairs = list(data.load_images(dataset, "test", with_labels=True).dataset.take(FLAGS.images).as_numpy_iterator())

@@ -184,7 +184,7 @@ def evaluate_all(trained, batch_size, speeds=None):
                                    sr_examples=FLAGS.sr_examples)
         eval_seconds = time.perf_counter() - start
         grid = os.path.join(FLAGS.docs, f"{FLAGS.prefix}{'_cifar10' if FLAGS.mock_cifar10 else ''}_{name}.png")
-        if model.condition_key == "low_res":  # rows: low resolution | bicubic | T=0.8 | T=1.0 | original
+        if not model.condition.completes_top_rows:  # super-resolution; rows: low resolution | bicubic | T=0.8 | T=1.0 | original
             super_resolve_program.run(model_dir, grid, num_images=8, seed=0, progress=False)
         else:
             complete_program.run(model_dir, grid, num_images=8, seed=0, progress=False)

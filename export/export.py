@@ -2,6 +2,7 @@
 
 ```
 python -m export.export --model_dir=runs/x --export_dir=exported/imagetransformer [--version=N] [--overwrite]
+python -m export.export --preset=fashion_mnist_local_1d --export_dir=exported/imagetransformer   # no training
 ```
 writes
 
@@ -57,6 +58,15 @@ import shutil
 import sys
 import tempfile
 
+from absl import app
+from absl import flags
+import keras
+import tensorflow as tf
+
+from imagetransformer.generation.sampling import Decoder, per_image_seeds
+from imagetransformer.programs import cli
+from imagetransformer.training import checkpoints
+
 SIGNATURES = ("serving_default", "complete", "sample", "log_prob")
 SUPER_RESOLUTION_SIGNATURES = ("serving_default", "super_resolve", "log_prob")
 KERAS_DIR = "keras"
@@ -80,11 +90,7 @@ class ExportResult:
 # ----------------------------------------------------------------------------------------------------------------
 def signature_names(model):
     """The names of the signatures `model` exports."""
-    return SUPER_RESOLUTION_SIGNATURES if _is_super_resolution(model) else SIGNATURES
-
-
-def _is_super_resolution(model):
-    return model.condition_key == "low_res"
+    return SIGNATURES if model.condition.completes_top_rows else SUPER_RESOLUTION_SIGNATURES
 
 
 def known_rows_for(model):
@@ -101,7 +107,7 @@ def known_rows_for(model):
     return known_rows
 
 
-def _check_shape(tf, x, expected, message, nonempty=False):
+def _check_shape(x, expected, message, nonempty=False):
     """An op asserting that `x` has shape `expected` (ints, scalar tensors, or None for any size) and, with
     `nonempty`, at least one entry along its first axis (the decoder cannot generate a batch of 0 images)."""
     shape = tf.shape(x, out_type=tf.int64)
@@ -116,189 +122,172 @@ def _check_shape(tf, x, expected, message, nonempty=False):
     return tf.debugging.Assert(ok, [message, "got shape", shape], summarize=16)
 
 
-def _check_per_image(tf, like, seed, temperature, what):
-    """Checks of per-image `seed` and `temperature` inputs against the batch of `like` (named `what`)."""
-    batch = tf.shape(like, out_type=tf.int64)[0]
-    return [
-        _check_shape(tf, seed, [batch], f"seed must be [batch] int64: one seed per image of {what}"),
-        _check_shape(tf, temperature, [batch], f"temperature must be [batch] float32: one temperature per image of "
-                                               f"{what}"),
-        tf.debugging.Assert(
-            tf.reduce_all(tf.logical_and(tf.math.is_finite(temperature), temperature > 0)),
-            ["temperature must be finite and > 0, got", temperature], summarize=16,
-        ),
-    ]
-
-
-def _checked(tf, checks, *tensors):
+def _checked(checks, *tensors):
     """`tensors` (None passes through) computed only after `checks` ran."""
     with tf.control_dependencies(checks):
         return [None if t is None else tf.identity(t) for t in tensors]
 
 
-def super_resolution_functions(model):
-    """The signatures of a `SuperResolutionTransformer`: `{name: (fn, input_signature)}`."""
-    import tensorflow as tf
+class _Inputs:
+    """The inputs of one model's signatures, with the in-graph checks that name what was expected.
 
-    from imagetransformer.generation.sampling import Decoder, per_image_seeds
+    Every signature generates from a *source*: the top half (`top_half`, the first `known_rows` rows; the model's
+    condition, a class label, comes as a separate `label` input) or, for a super-resolution model, the low-
+    resolution image (`low_res`, which is also its condition).
+    """
 
-    height, width, channels = model.image_shape
-    low_height, low_width, _ = model.low_res_shape
-    order = model.order
-    decoder = Decoder(model, jit_compile=False)
-    low_res_message = (f"low_res must be [batch, {low_height}, {low_width}, {channels}] uint8 (the {height}x{width} "
-                       f"images downsampled by {model.scale}, batch >= 1)")
-    images_message = f"images must be [batch, {height}, {width}, {channels}] uint8"
+    def __init__(self, model):
+        self.model = model
+        self.condition = model.condition
+        height, width, channels = model.image_shape
+        if self.condition.completes_top_rows:
+            self.known_rows = known_rows_for(model)
+            self.source_name, self.source_what = "top_half", "top_half"
+            self.source_shape = [None, self.known_rows, width, channels]
+            self.source_message = (f"top_half must be [batch, {self.known_rows}, {width}, {channels}] uint8 (the top "
+                                   f"{self.known_rows} of {height} rows, batch >= 1)")
+        else:
+            self.known_rows = 0
+            low_height, low_width, _ = self.condition.low_res_shape
+            self.source_name, self.source_what = "low_res", "low_res"
+            self.source_shape = [None, low_height, low_width, channels]
+            self.source_message = (f"low_res must be [batch, {low_height}, {low_width}, {channels}] uint8 (the "
+                                   f"{height}x{width} images downsampled by {self.condition.scale}, batch >= 1)")
+        self.images_message = f"images must be [batch, {height}, {width}, {channels}] uint8"
+        self.labels = self.condition.needs_labels  # a separate `label` input
 
-    def check_low_res(low_res):
-        return _check_shape(tf, low_res, [None, low_height, low_width, channels], low_res_message, nonempty=True)
+    # Specs.
+    def source_spec(self):
+        return tf.TensorSpec([None] * 4, tf.uint8, name=self.source_name)
 
-    def generate(low_res, seed, temperature):
-        """low_res uint8 [B, h, w, C] (checked) -> uint8 [B, H, W, C]; the encoder runs once, in the prefill."""
-        batch = tf.shape(low_res)[0]
-        low_res = tf.ensure_shape(low_res, [None, *model.low_res_shape])
-        tokens = tf.zeros([batch, order.length, order.token_size], tf.int32)
-        tokens = decoder.complete_tokens(tokens, 0, per_image_seeds(seed, batch), temperature, low_res)
-        return tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])
+    def label_specs(self):
+        return [tf.TensorSpec([None], tf.int64, name="label")] if self.labels else []
 
-    def serving_default(low_res):
-        (low_res,) = _checked(tf, [check_low_res(low_res)], low_res)
-        batch = tf.shape(low_res)[0]
-        seed = tf.fill([batch], tf.constant(SERVING_SEED, tf.int64))
-        temperature = tf.fill([batch], tf.constant(SERVING_TEMPERATURE, tf.float32))
-        return {"images": generate(low_res, seed, temperature)}
+    def condition_specs(self):
+        """`log_prob`'s inputs beside the images: `label` or `low_res` (none for an unconditional model)."""
+        if self.condition.serving_name == "low_res":
+            return [tf.TensorSpec([None] * 4, tf.uint8, name="low_res")]
+        return self.label_specs()
 
-    def super_resolve(low_res, seed, temperature):
-        with tf.control_dependencies([check_low_res(low_res)]):
-            checks = _check_per_image(tf, low_res, seed, temperature, "low_res")
-        low_res, seed, temperature = _checked(tf, checks, low_res, seed, temperature)
-        return {"images": generate(low_res, seed, temperature)}
+    # Checks.
+    def check_source(self, source):
+        return _check_shape(source, self.source_shape, self.source_message, nonempty=True)
 
-    def log_prob(images, low_res):
-        batch = tf.shape(images, out_type=tf.int64)[0]
-        checks = [
-            _check_shape(tf, images, [None, height, width, channels], images_message),
-            _check_shape(tf, low_res, [batch, low_height, low_width, channels],
-                         low_res_message.replace("batch >= 1", "the batch of images")),
-        ]
-        images, low_res = _checked(tf, checks, images, low_res)
-        images = tf.ensure_shape(images, [None, height, width, channels])
-        low_res = tf.ensure_shape(low_res, [None, *model.low_res_shape])
-        log_p = model.log_prob(images, low_res=low_res)
-        return {"log_prob": log_p, "bits_per_dim": -log_p / (model.num_dimensions * math.log(2.0))}
-
-    any4 = [None] * 4
-    low_res_spec = tf.TensorSpec(any4, tf.uint8, name="low_res")
-    return {
-        "serving_default": (serving_default, [low_res_spec]),
-        "super_resolve": (super_resolve, [
-            low_res_spec, tf.TensorSpec([None], tf.int64, name="seed"),
-            tf.TensorSpec([None], tf.float32, name="temperature"),
-        ]),
-        "log_prob": (log_prob, [tf.TensorSpec(any4, tf.uint8, name="images"), low_res_spec]),
-    }
-
-
-def signature_functions(model):
-    """`{name: (fn, input_signature)}` for `ExportArchive.add_endpoint`; graph-only, standard TF ops."""
-    if _is_super_resolution(model):
-        return super_resolution_functions(model)
-    import tensorflow as tf
-
-    from imagetransformer.generation.sampling import Decoder, per_image_seeds
-
-    height, width, channels = model.image_shape
-    known_rows = known_rows_for(model)
-    order = model.order
-    known_length = order.known_length(known_rows)
-    decoder = Decoder(model, jit_compile=False)
-    top_message = (
-        f"top_half must be [batch, {known_rows}, {width}, {channels}] uint8 (the top {known_rows} of {height} rows, "
-        "batch >= 1)"
-    )
-    images_message = f"images must be [batch, {height}, {width}, {channels}] uint8"
-    num_classes = model.num_classes
-    label_specs = [tf.TensorSpec([None], tf.int64, name="label")] if model.conditional else []
-
-    def check_label(label, like):
-        """Checks of the `label` input against the batch of `like` (none for an unconditional model)."""
+    def check_label(self, label, like):
+        """Checks of the `label` input against the batch of `like` (none without labels)."""
         if label is None:
             return []
         batch = tf.shape(like, out_type=tf.int64)[0]
+        num_classes = self.condition.num_classes
         return [
-            _check_shape(tf, label, [batch], "label must be [batch] int64: one class per image"),
+            _check_shape(label, [batch], "label must be [batch] int64: one class per image"),
             tf.debugging.Assert(tf.reduce_all(tf.logical_and(label >= 0, label < num_classes)),
                                 [f"label must be in 0..{num_classes - 1}, got", label], summarize=16),
         ]
 
-    def checked(checks, *tensors):
-        return _checked(tf, checks, *tensors)
+    def check_condition(self, value, images):
+        """`log_prob`'s condition checks: a label per image, or a low-resolution image per image."""
+        if value is None or self.labels:
+            return self.check_label(value, images)
+        batch = tf.shape(images, out_type=tf.int64)[0]
+        return [_check_shape(value, [batch, *self.source_shape[1:]],
+                             self.source_message.replace("batch >= 1", "the batch of images"))]
 
-    def check_top_half(top_half):
-        return _check_shape(tf, top_half, [None, known_rows, width, channels], top_message, nonempty=True)
+    def check_per_image(self, like, seed, temperature):
+        """Checks of per-image `seed` and `temperature` inputs against the batch of `like`."""
+        batch = tf.shape(like, out_type=tf.int64)[0]
+        what = self.source_what
+        return [
+            _check_shape(seed, [batch], f"seed must be [batch] int64: one seed per image of {what}"),
+            _check_shape(temperature, [batch],
+                         f"temperature must be [batch] float32: one temperature per image of {what}"),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.logical_and(tf.math.is_finite(temperature), temperature > 0)),
+                ["temperature must be finite and > 0, got", temperature], summarize=16,
+            ),
+        ]
 
-    def check_per_image(top_half, seed, temperature):
-        return _check_per_image(tf, top_half, seed, temperature, "top_half")
 
-    def generate(top_half, seed, temperature, label):
-        """top_half uint8 [B, known_rows, W, C] (checked) -> uint8 [B, H, W, C]."""
-        batch = tf.shape(top_half)[0]
-        bottom = tf.zeros([batch, height - known_rows, width, channels], tf.uint8)
-        images = tf.concat([top_half, bottom], axis=1)
-        tokens = order.to_sequence(tf.cast(images, tf.int32))
-        tokens = decoder.complete_tokens(tokens, known_length, per_image_seeds(seed, batch), temperature, label)
+def signature_functions(model):
+    """`{name: (fn, input_signature)}` for `ExportArchive.add_endpoint`; graph-only, standard TF ops.
+
+    One family for every model (`signature_names`): `serving_default` and `complete` (`super_resolve` for a
+    super-resolution model) generate from the source input, `sample` from nothing, `log_prob` scores images; each
+    takes the model's condition beside (see `_Inputs`).
+    """
+    inputs = _Inputs(model)
+    height, width, channels = model.image_shape
+    order = model.order
+    decoder = Decoder(model, jit_compile=False)
+
+    def to_images(tokens, batch):
         return tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])
 
-    def serving_default(top_half, label=None):
-        with tf.control_dependencies([check_top_half(top_half)]):
-            top_half, label = checked(check_label(label, top_half), top_half, label)
-        batch = tf.shape(top_half)[0]
+    def generate(source, seed, temperature, label=None):
+        """The images generated from the (checked) `source`, one seed and temperature per image."""
+        batch = tf.shape(source)[0]
+        if inputs.known_rows:  # the top half, completed given `label`
+            bottom = tf.zeros([batch, height - inputs.known_rows, width, channels], tf.uint8)
+            tokens = order.to_sequence(tf.cast(tf.concat([source, bottom], axis=1), tf.int32))
+            condition = label
+        else:  # the low-resolution image, which is the condition (the encoder runs once, in the prefill)
+            tokens = tf.zeros([batch, order.length, order.token_size], tf.int32)
+            condition = tf.ensure_shape(source, [None, *inputs.source_shape[1:]])
+        known_length = order.known_length(inputs.known_rows)
+        tokens = decoder.complete_tokens(tokens, known_length, per_image_seeds(seed, batch), temperature, condition)
+        return to_images(tokens, batch)
+
+    def serving_default(source, label=None):
+        with tf.control_dependencies([inputs.check_source(source)]):
+            source, label = _checked(inputs.check_label(label, source), source, label)
+        batch = tf.shape(source)[0]
         seed = tf.fill([batch], tf.constant(SERVING_SEED, tf.int64))
         temperature = tf.fill([batch], tf.constant(SERVING_TEMPERATURE, tf.float32))
-        return {"images": generate(top_half, seed, temperature, label)}
+        return {"images": generate(source, seed, temperature, label)}
 
-    def complete(top_half, seed, temperature, label=None):
-        with tf.control_dependencies([check_top_half(top_half)]):
-            checks = check_per_image(top_half, seed, temperature) + check_label(label, top_half)
-        top_half, seed, temperature, label = checked(checks, top_half, seed, temperature, label)
-        return {"images": generate(top_half, seed, temperature, label)}
+    def generate_with_seeds(source, seed, temperature, label=None):
+        with tf.control_dependencies([inputs.check_source(source)]):
+            checks = inputs.check_per_image(source, seed, temperature) + inputs.check_label(label, source)
+        source, seed, temperature, label = _checked(checks, source, seed, temperature, label)
+        return {"images": generate(source, seed, temperature, label)}
 
     def sample(seed, label=None):
-        check = _check_shape(tf, seed, [None], "seed must be [batch] int64: one seed per image, batch >= 1",
+        check = _check_shape(seed, [None], "seed must be [batch] int64: one seed per image, batch >= 1",
                              nonempty=True)
         with tf.control_dependencies([check]):
-            seed, label = checked(check_label(label, seed), seed, label)
+            seed, label = _checked(inputs.check_label(label, seed), seed, label)
         batch = tf.shape(seed)[0]
         tokens = tf.zeros([batch, order.length, order.token_size], tf.int32)
         temperature = tf.fill([batch], tf.constant(1.0, tf.float32))
-        tokens = decoder.complete_tokens(tokens, 0, per_image_seeds(seed, batch), temperature, label)
-        return {"images": tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])}
+        return {"images": to_images(decoder.complete_tokens(tokens, 0, per_image_seeds(seed, batch), temperature,
+                                                            label), batch)}
 
-    def log_prob(images, label=None):
-        with tf.control_dependencies([_check_shape(tf, images, [None, height, width, channels], images_message)]):
-            images, label = checked(check_label(label, images), images, label)
-            images = tf.ensure_shape(images, [None, height, width, channels])
-        log_p = model.log_prob(images, label)
+    def log_prob(images, condition=None):
+        with tf.control_dependencies([_check_shape(images, [None, height, width, channels],
+                                                   inputs.images_message)]):
+            images, condition = _checked(inputs.check_condition(condition, images), images, condition)
+        images = tf.ensure_shape(images, [None, height, width, channels])
+        if condition is None:
+            model_inputs = images
+        else:
+            condition = tf.ensure_shape(condition, model.condition.spec().shape)
+            model_inputs = {"images": images, model.condition_key: condition}
+        log_p = model.log_prob_from_params(model(model_inputs, training=False), images)
         return {"log_prob": log_p, "bits_per_dim": -log_p / (model.num_dimensions * math.log(2.0))}
 
-    any4 = [None] * 4
-    return {
-        "serving_default": (serving_default, [tf.TensorSpec(any4, tf.uint8, name="top_half"), *label_specs]),
-        "complete": (complete, [
-            tf.TensorSpec(any4, tf.uint8, name="top_half"),
-            tf.TensorSpec([None], tf.int64, name="seed"),
-            tf.TensorSpec([None], tf.float32, name="temperature"),
-            *label_specs,
-        ]),
-        "sample": (sample, [tf.TensorSpec([None], tf.int64, name="seed"), *label_specs]),
-        "log_prob": (log_prob, [tf.TensorSpec(any4, tf.uint8, name="images"), *label_specs]),
+    per_image = [tf.TensorSpec([None], tf.int64, name="seed"), tf.TensorSpec([None], tf.float32, name="temperature")]
+    functions = {
+        "serving_default": (serving_default, [inputs.source_spec(), *inputs.label_specs()]),
+        signature_names(model)[1]: (generate_with_seeds, [inputs.source_spec(), *per_image, *inputs.label_specs()]),
+        "log_prob": (log_prob, [tf.TensorSpec([None] * 4, tf.uint8, name="images"), *inputs.condition_specs()]),
     }
+    if model.condition.completes_top_rows:
+        functions["sample"] = (sample, [tf.TensorSpec([None], tf.int64, name="seed"), *inputs.label_specs()])
+    return {name: functions[name] for name in signature_names(model)}
 
 
 def export_archive(model):
     """A `keras.export.ExportArchive` tracking `model` with its signatures (`signature_names`)."""
-    import keras
-
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, input_signature) in signature_functions(model).items():
@@ -339,7 +328,7 @@ def export_model(model, export_dir, version=None, overwrite=False):
     Returns:
         An `ExportResult`.
     """
-    if not _is_super_resolution(model):
+    if model.condition.completes_top_rows:
         known_rows_for(model)  # refuse unsupported models before writing anything
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
@@ -405,40 +394,28 @@ def _remove(path):
 # Command line.
 # ----------------------------------------------------------------------------------------------------------------
 def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("model_dir", None, "Model directory written by training (config.json + model.weights.h5).")
+    cli.define_model_source_flags("written by training: config.json + model.weights.h5")
     flags.DEFINE_string("export_dir", None, "TF Serving model base path; the export goes to <export_dir>/<version>/.")
     flags.DEFINE_integer("version", None, "Version to write; default: one more than the highest existing, or 1.")
     flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
-    flags.mark_flags_as_required(["model_dir", "export_dir"])
-    return flags.FLAGS
+    flags.mark_flags_as_required(["export_dir"])
 
 
 def main(argv):
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    from absl import flags, logging
-
-    FLAGS = flags.FLAGS
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TF's INFO lines (fingerprints, ...) are noise here
-    from imagetransformer.training import checkpoints
-
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).", 2)
+    cli.default_to_warnings()  # TF's INFO lines (fingerprints, ...) are noise here
+    model_dir = cli.model_source("written by training: config.json + model.weights.h5")
     try:
-        model = checkpoints.load_model(FLAGS.model_dir)
-        result = export_model(model, FLAGS.export_dir, FLAGS.version, FLAGS.overwrite)
+        model = checkpoints.load_model(model_dir)
+        result = export_model(model, flags.FLAGS.export_dir, flags.FLAGS.version, flags.FLAGS.overwrite)
     except (checkpoints.CheckpointError, ExportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        cli.fail(e)
     print(f"exported version {result.version}: SavedModel {result.saved_model_dir} "
           f"(signatures: {', '.join(signature_names(model))}), Keras file {result.keras_path}")
     return 0
 
 
 if __name__ == "__main__":
-    from absl import app
-
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -9,6 +9,7 @@ baseline = it.PixelCNNPlusPlus(image_shape=(28, 28, 1), num_filters=14, num_resn
 it.complete(model, images, known_rows=14, seed=0)        # bottom half from the top half
 sr = it.SuperResolutionTransformer(image_shape=(28, 28, 1), scale=4, ...)
 it.super_resolve(sr, low_res, temperature=0.8, seed=0)   # [B, 7, 7, 1] -> [B, 28, 28, 1]
+pretrained = it.from_preset("fashion_mnist_local_1d")    # it.list_presets() lists the shipped ones
 ```
 Importing the package registers every layer and model with Keras, so `keras.models.load_model` opens saved
 models with `safe_mode=True`.
@@ -24,11 +25,12 @@ from imagetransformer import heads, layers
 from imagetransformer.generation import complete, sample, super_resolve
 from imagetransformer.models import ATTENTIONS, ImageTransformer, PixelCNNPlusPlus, SuperResolutionTransformer
 from imagetransformer.ordering import DISTRIBUTIONS, PixelOrder
+from imagetransformer.presets import from_preset, list_presets
 from imagetransformer.training import schedules
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ATTENTIONS", "DISTRIBUTIONS", "ImageTransformer", "PixelCNNPlusPlus", "PixelOrder", "SuperResolutionTransformer",
-    "complete", "heads", "layers", "sample", "schedules", "super_resolve",
+    "complete", "from_preset", "heads", "layers", "list_presets", "sample", "schedules", "super_resolve",
 ]

@@ -4,6 +4,7 @@ and the resizing that makes low-resolution inputs (`resize`)."""
 from imagetransformer.data.pipeline import (
     DEBIAN_FASHION_MNIST_DIR,
     FASHION_MNIST_DIR_ENV,
+    DatasetUnavailableError,
     ImageData,
     as_model_inputs,
     center_crop_and_resize,
@@ -14,6 +15,6 @@ from imagetransformer.data.pipeline import (
 )
 
 __all__ = [
-    "DEBIAN_FASHION_MNIST_DIR", "FASHION_MNIST_DIR_ENV", "ImageData", "as_model_inputs", "center_crop_and_resize",
+    "DEBIAN_FASHION_MNIST_DIR", "FASHION_MNIST_DIR_ENV", "DatasetUnavailableError", "ImageData", "as_model_inputs", "center_crop_and_resize",
     "load_images", "make_pipeline", "read_idx", "with_low_res",
 ]

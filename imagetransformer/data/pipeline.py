@@ -76,6 +76,12 @@ class ImageData:
     source: str
 
 
+class DatasetUnavailableError(RuntimeError, ValueError):
+    """A dataset that is neither on this machine nor downloadable; the message says how to get it.
+
+    A `ValueError` like every other error a user can fix (the programs print it as one line)."""
+
+
 def load_images(
     name: str,
     split: str,
@@ -322,13 +328,13 @@ def _download_and_prepare(builder, name: str, base_name: str, download: bool) ->
     """Lets tfds download and prepare the dataset, turning any failure into one clear error."""
     how = _HOW_TO_GET_DATA + (_HOW_TO_GET_FASHION_MNIST if base_name == "fashion_mnist" else "") + "."
     if not download:
-        raise RuntimeError(f"No local copy of dataset {name!r} (tfds has not prepared it in {builder.data_dir}) and "
+        raise DatasetUnavailableError(f"No local copy of dataset {name!r} (tfds has not prepared it in {builder.data_dir}) and "
                            f"download=False. {how}")
     logging.info("Downloading and preparing %s into %s with tensorflow-datasets.", name, builder.data_dir)
     try:
         builder.download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except  (network, checksums, ...: all need the hint)
-        raise RuntimeError(f"Could not download and prepare dataset {name!r} into {builder.data_dir}: "
+        raise DatasetUnavailableError(f"Could not download and prepare dataset {name!r} into {builder.data_dir}: "
                            f"{type(e).__name__}: {e}. {how}") from e
 
 

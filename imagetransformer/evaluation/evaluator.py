@@ -2,13 +2,14 @@
 PSNR/SSIM of samples against bicubic upsampling): what `python -m imagetransformer.evaluate` prints."""
 
 import dataclasses
+import math
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from imagetransformer import conditioning
 from imagetransformer import data as data_lib
-from imagetransformer.data import resize
 from imagetransformer.evaluation import super_resolution_metrics
 from imagetransformer.training import checkpoints
 
@@ -66,27 +67,26 @@ def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BAT
             "by imagetransformer.train.")
     try:
         images = data_lib.load_images(dataset, split, data_dir=data_dir or data_config.get("data_dir"),
-                                      image_shape=model.image_shape, with_labels=model.conditional)
+                                      image_shape=model.image_shape, with_labels=model.condition.needs_labels)
     except (ValueError, RuntimeError) as e:
         raise type(e)(f"--split={split} of dataset {dataset}: {e}") from e
     dataset_ = images.dataset if eval_examples is None else images.dataset.take(int(eval_examples))
     batches = data_lib.make_pipeline(dataset_, int(batch_size), training=False, cache=False,
-                                     with_labels=model.conditional)
-
-    super_resolution = model.condition_key == "low_res"
+                                     with_labels=model.condition.needs_labels)
 
     @tf.function(input_signature=[tf.TensorSpec([None, *model.image_shape], tf.uint8),
                                   tf.TensorSpec([None], tf.int64)])
     def summed_bits(batch, labels):
-        if super_resolution:  # given the downsampled image
-            bits = model.bits_per_dim(batch, low_res=resize.downsample(batch, model.scale))
-        else:
-            bits = model.bits_per_dim(batch, labels if model.conditional else None)  # given its class if conditional
+        # Each image given its condition: its class, its downsampled version, or nothing.
+        condition = model.condition.from_examples(batch, labels)
+        inputs = batch if condition is None else {"images": batch, model.condition_key: condition}
+        nats = -model.log_prob_from_params(model(inputs, training=False), batch)
+        bits = nats / (model.num_dimensions * math.log(2.0))
         return tf.reduce_sum(tf.cast(bits, tf.float64)), tf.shape(bits)[0]
 
     total, count = 0.0, 0
     for batch in batches:
-        batch, labels = batch if model.conditional else (batch, tf.zeros([0], tf.int64))
+        batch, labels = batch if model.condition.needs_labels else (batch, tf.zeros([0], tf.int64))
         batch_sum, batch_count = summed_bits(batch, tf.cast(labels, tf.int64))
         total += float(batch_sum)
         count += int(batch_count)
@@ -95,7 +95,7 @@ def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BAT
     bits_per_dim = total / count
     logging.info("%s %s: %d images, %.4f bits/dim.", dataset, split, count, bits_per_dim)
     report = None
-    if super_resolution and sr_examples:
+    if isinstance(model.condition, conditioning.LowResImage) and sr_examples:
         originals = np.stack(list(dataset_.take(int(sr_examples)).as_numpy_iterator()))
         report = super_resolution_metrics.evaluate_samples(model, originals, SR_TEMPERATURES,
                                                            batch_size=int(batch_size))

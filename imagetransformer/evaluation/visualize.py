@@ -95,7 +95,7 @@ class CompletionImages(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(log_dir)
 
     def _rows(self):
-        if self.model.condition_key == "low_res":
+        if not self.model.condition.completes_top_rows:  # super-resolution: whole images from low_res
             factor = self.model.scale
             low_res = resize.downsample(self.images, factor)
             samples = sampling.super_resolve(self.model, low_res, seed=0, jit_compile=False).numpy()

@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imagetransformer import conditioning
+
 _DECODERS = weakref.WeakKeyDictionary()
 
 
@@ -355,7 +357,7 @@ def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progr
     Returns:
         uint8 `[B, H, W, C]`.
     """
-    if model.condition_key != "low_res":
+    if not isinstance(model.condition, conditioning.LowResImage):
         raise ValueError(f"super_resolve needs a SuperResolutionTransformer (train with --task=super_resolution), "
                          f"got a {type(model).__name__}.")
     low_res = tf.convert_to_tensor(low_res)

@@ -7,9 +7,9 @@ and `head` (a DMoL or categorical head), and implements `call(images)` -> head p
 - `log_prob`, `bits_per_dim` (exact, via the head's tfp distribution);
 - `compute_loss` for `model.fit(images)` without targets (nats per dimension; a `bits_per_dim` metric);
 - the hooks `imagetransformer.generation.sampling` and the export use (`supports_cache`, `known_rows_multiple`);
-- conditioning plumbing: a model with a `condition_key` takes `{"images": [B, H, W, C], <condition_key>: ...}`
-  wherever an unconditional one takes images (`split_inputs`, `check_condition`): `"labels"` `[B]` for a
-  class-conditional model (`num_classes`), `"low_res"` `[B, h, w, C]` for super-resolution;
+- conditioning plumbing: a model's `condition` (`imagetransformer.conditioning`: `Unconditional`, `ClassLabel`,
+  `LowResImage`) names and checks what it takes beside the images, `{"images": [B, H, W, C], <condition.key>:
+  ...}` wherever an unconditional model takes images (`split_inputs`);
 - training under `MultiWorkerMirroredStrategy` with `model.fit` (keras-team/keras issue 20585).
 """
 
@@ -18,6 +18,8 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+
+from imagetransformer import conditioning
 
 
 class AutoregressiveImageModel(keras.Model):
@@ -31,8 +33,25 @@ class AutoregressiveImageModel(keras.Model):
     # `step`, `init_caches`, `begin_block`, `decode_period`, `prefill_length`). Without them it re-runs the whole
     # network once per generated position.
     supports_cache = False
-    # Set to the number of classes by a class-conditional model (whose inputs are {"images", "labels"} dicts).
+    # What the model generates images given (`imagetransformer.conditioning`); subclasses set their own.
+    condition = conditioning.Unconditional()
+    # The number of classes of a class-conditional model (`condition` is then a `ClassLabel`).
     num_classes = None
+
+    @classmethod
+    def from_preset(cls, preset, compile=True):  # pylint: disable=redefined-builtin
+        """The pretrained model `preset` (`imagetransformer.list_presets()`), which must be a `cls`.
+
+        Raises:
+            ValueError: an unknown preset, or one holding another kind of model.
+        """
+        from imagetransformer import presets  # pylint: disable=import-outside-toplevel,cyclic-import
+
+        model = presets.from_preset(preset, compile=compile)
+        if not isinstance(model, cls):
+            raise presets.PresetError(f"Preset {preset!r} holds a {type(model).__name__}, not a {cls.__name__}; "
+                                      f"load it with imagetransformer.from_preset({preset!r}).")
+        return model
 
     @staticmethod
     def _validate_image_shape(image_shape):
@@ -76,18 +95,18 @@ class AutoregressiveImageModel(keras.Model):
         raise NotImplementedError
 
     # --------------------------------------------------------------------------------------------------------------
-    # Conditioning: none, a class label, or a low-resolution image.
+    # Conditioning: `self.condition` (imagetransformer.conditioning) says what the model takes beside the images.
     # --------------------------------------------------------------------------------------------------------------
     @property
     def conditional(self):
-        """Whether the model is class-conditional."""
-        return self.num_classes is not None
+        """Whether the model takes a condition beside the images (a class label or a low-resolution image)."""
+        return self.condition.key is not None
 
     @property
     def condition_key(self):
-        """The input that conditions the model beside `images`: `"labels"` (class-conditional), `"low_res"`
-        (super-resolution) or None (unconditional)."""
-        return "labels" if self.conditional else None
+        """The input that conditions the model beside `images` (`self.condition.key`): `"labels"`, `"low_res"` or
+        None."""
+        return self.condition.key
 
     def split_inputs(self, inputs):
         """`images` or `{"images": ..., <condition_key>: ...}` -> `(images, condition or None)`, checked against
@@ -108,46 +127,15 @@ class AutoregressiveImageModel(keras.Model):
         images = tf.convert_to_tensor(images)
         if condition is not None:
             condition = tf.convert_to_tensor(condition)
-        self.check_condition(condition, images)
+        self.condition.check(condition, images)
         return images, condition
-
-    def check_condition(self, condition, images=None):
-        """Raises a ValueError unless `condition` suits the model (see `check_labels`; a super-resolution model
-        checks its low-resolution images)."""
-        self.check_labels(condition, images)
-
-    def check_labels(self, labels, images=None):
-        """Raises a ValueError unless `labels` suit the model: `[B]` integers in `0..num_classes-1` for a
-        class-conditional model (values checked when known, i.e. eagerly), None for an unconditional one."""
-        if not self.conditional:
-            if labels is not None:
-                raise ValueError(f"This {type(self).__name__} is unconditional (num_classes=None): it takes no labels.")
-            return
-        if labels is None:
-            raise ValueError(f"This model is class-conditional (num_classes={self.num_classes}): pass labels, one "
-                             f"int per image in 0..{self.num_classes - 1}.")
-        if not labels.dtype.is_integer:
-            raise TypeError(f"labels must be integers in 0..{self.num_classes - 1}, got dtype {labels.dtype.name}.")
-        batch = None if images is None else images.shape[0]
-        if labels.shape.rank != 1 or (batch is not None and labels.shape[0] is not None and labels.shape[0] != batch):
-            raise ValueError(f"labels must have shape [batch] (one label per image{f', batch {batch}' if batch else ''}"
-                             f"), got {list(labels.shape)}.")
-        if tf.executing_eagerly():
-            values = labels.numpy()
-            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
-                raise ValueError(f"labels must be in 0..{self.num_classes - 1} (num_classes={self.num_classes}), got "
-                                 f"{sorted(set(values[(values < 0) | (values >= self.num_classes)].tolist()))}.")
-
-    def condition_spec(self):
-        """The `tf.TensorSpec` of the condition input, or None for an unconditional model."""
-        return tf.TensorSpec([None], tf.int64) if self.conditional else None
 
     def input_spec_for_build(self):
         """The symbolic input of `fit`: a uint8 images spec, or the `{"images", "labels"}` dict of specs."""
         images = tf.TensorSpec([None, *self.image_shape], tf.uint8)
         if self.condition_key is None:
             return images
-        return {"images": images, self.condition_key: self.condition_spec()}
+        return {"images": images, self.condition_key: self.condition.spec()}
 
     @property
     def _default_save_signature(self):

@@ -19,6 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
+from imagetransformer import conditioning
 from imagetransformer.models.base import AutoregressiveImageModel
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
@@ -163,6 +164,8 @@ class ImageTransformer(AutoregressiveImageModel):
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
             raise ValueError(f"num_classes={num_classes!r} must be None (unconditional) or an integer >= 1.")
         self.num_classes = None if num_classes is None else int(num_classes)
+        self.condition = (conditioning.Unconditional() if self.num_classes is None
+                          else conditioning.ClassLabel(self.num_classes))
         for name, value in (("initializer_gain", initializer_gain), ("head_initializer_gain", head_initializer_gain)):
             if value is not None and not float(value) > 0:
                 raise ValueError(f"{name}={value!r} must be positive.")
@@ -206,7 +209,7 @@ class ImageTransformer(AutoregressiveImageModel):
             self.conv_stem.channels_of_positions = self.order.pixel_coordinates()[2].astype("int32")
         kernel_initializer = self._initializer(self.initializer_gain)
         self.class_embedding = None
-        if self.conditional:
+        if self.num_classes is not None:
             # Added to every position's embedding (also in each cached step).
             self.class_embedding = keras.layers.Embedding(self.num_classes, self.hidden_size, name="class_embedding")
         self._make_encoder()
@@ -286,7 +289,7 @@ class ImageTransformer(AutoregressiveImageModel):
         output `"memory"` `[B, h * w, hidden]` and `"cross"`, each decoder block's cross-attention keys and values
         of it (computed here once, read by every step).
         """
-        self.check_condition(condition)
+        self.condition.check(condition)
         if condition is None:
             return {}
         return {"condition": self.class_embedding(condition)[:, None, :]}  # [B, 1, hidden]

@@ -153,7 +153,7 @@ class PixelCNNPlusPlus(AutoregressiveImageModel):
 
     def sequence_params(self, tokens, training=None, condition=None):
         """Tokens `[B, H*W, C]` in raster order -> head parameters `[B, H*W, P]`."""
-        self.check_condition(condition)  # refuses any: this model is unconditional
+        self.condition.check(condition)  # refuses any: this model is unconditional
         params = self(self.order.to_images(tokens), training=training)  # [B, H, W, P]
         return tf.reshape(params, [tf.shape(tokens)[0], self.order.length, self.head.params_size])
 

@@ -26,6 +26,7 @@ rounded) makes the low-resolution input; `--task=super_resolution` does this in 
 import keras
 import tensorflow as tf
 
+from imagetransformer import conditioning
 from imagetransformer.data import resize
 from imagetransformer.layers import EncoderBlock, LowResEmbedding
 from imagetransformer.models.image_transformer import ImageTransformer
@@ -73,6 +74,7 @@ class SuperResolutionTransformer(ImageTransformer):
         self.low_res_shape = (image_shape[0] // scale, image_shape[1] // scale, image_shape[2])
         self._encoder_layers = encoder_layers
         super().__init__(image_shape=image_shape, **kwargs)
+        self.condition = conditioning.LowResImage(self.low_res_shape, scale)
 
     # --------------------------------------------------------------------------------------------------------------
     # The encoder.
@@ -107,7 +109,7 @@ class SuperResolutionTransformer(ImageTransformer):
     def conditioning(self, condition, training=None):
         """The decoder state's conditioning, computed once per image: `"memory"`, `encode(low_res)` `[B, h * w,
         hidden]`, and `"cross"`, every decoder block's cross-attention keys and values of it."""
-        self.check_condition(condition)
+        self.condition.check(condition)
         memory = self.encode(condition, training=training)
         cross = [block.cross_attention.memory_keys_values(memory) for block in self.decoder_blocks]
         return {"memory": memory, "cross": cross}
@@ -116,37 +118,6 @@ class SuperResolutionTransformer(ImageTransformer):
         """Adds to each position's input the memory of the low-resolution pixel it lies in."""
         index = self._low_res_index[: x.shape[1]] if position is None else tf.gather(self._low_res_index, [position])
         return x + tf.cast(tf.gather(conditioning["memory"], index, axis=1), x.dtype)  # [B, length or 1, hidden]
-
-    # --------------------------------------------------------------------------------------------------------------
-    # The condition input.
-    # --------------------------------------------------------------------------------------------------------------
-    @property
-    def condition_key(self):
-        return "low_res"
-
-    def condition_spec(self):
-        return tf.TensorSpec([None, *self.low_res_shape], tf.uint8)
-
-    def check_condition(self, condition, images=None):
-        """Raises unless `condition` is integer low-resolution images `[B, h, w, C]` (values 0..255, checked when
-        known) with the batch of `images`."""
-        expected = f"[batch, {', '.join(map(str, self.low_res_shape))}]"
-        if condition is None:
-            raise ValueError(f"This SuperResolutionTransformer needs low_res: the low-resolution images {expected} "
-                             f"(scale {self.scale}).")
-        if not condition.dtype.is_integer:
-            raise TypeError(f"low_res must be an integer tensor with values 0..255, got dtype {condition.dtype.name}.")
-        shape = condition.shape
-        batch = None if images is None else images.shape[0]
-        if (shape.rank != 4 or any(a is not None and a != b for a, b in zip(shape[1:], self.low_res_shape))
-                or (batch is not None and shape[0] is not None and shape[0] != batch)):
-            raise ValueError(f"low_res must have shape {expected} (the images' {self.image_shape[0]}x"
-                             f"{self.image_shape[1]} downsampled by scale {self.scale}"
-                             f"{f', batch {batch}' if batch is not None else ''}), got {list(shape)}.")
-        if tf.executing_eagerly() and condition.dtype != tf.uint8:
-            values = condition.numpy()
-            if values.size and (values.min() < 0 or values.max() > 255):
-                raise ValueError(f"low_res values must be in 0..255, got {values.min()}..{values.max()}.")
 
     @property
     def description(self):

@@ -21,7 +21,6 @@ from absl import logging
 from imagetransformer import models
 
 from imagetransformer.training import configs, distribute
-from imagetransformer.training.checkpoints import CheckpointError
 from imagetransformer.layers.embedding import STARTS, VALUE_EMBEDDINGS
 from imagetransformer.layers.feed_forward import NORMS
 from imagetransformer.models.image_transformer import ATTENTIONS
@@ -29,8 +28,10 @@ from imagetransformer.ordering import DISTRIBUTIONS
 
 FLAGS = flags.FLAGS
 
-# Errors of the user's making; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, RuntimeError, OSError, CheckpointError)
+# Errors of the user's making (ValueError covers CheckpointError, PresetError, DatasetUnavailableError; the OSErrors
+# are paths a user gave); anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+               NotADirectoryError)
 
 
 def _define(kind, name, default, *args, **kwargs):
@@ -210,6 +211,7 @@ def define_train_flags():
 
 def define_evaluate_flags():
     """Defines the flags of `python -m imagetransformer.evaluate`."""
+    define_model_source_flags()
     _define_common()
     _define("string", "split", "test", "Split to evaluate, in tfds syntax: test, train, test[:1000], ...")
     _define("integer", "eval_examples", None, "Evaluate only the first N images of --split (default: all).",
@@ -217,6 +219,31 @@ def define_evaluate_flags():
     _define("integer", "sr_examples", 100,
             "Super-resolution models: super-resolve this many images of --split at temperatures 0.8 and 1.0 and "
             "report PSNR/SSIM against the originals beside bicubic upsampling; 0 skips.", lower_bound=0)
+
+
+def define_model_source_flags(what="a directory written by imagetransformer.train"):
+    """`--model_dir` and `--preset` of the programs that read a trained model (see `model_source`)."""
+    _define("string", "model_dir", None, f"Model directory: {what}.")
+    _define("string", "preset", None,
+            "A pretrained preset shipped with the package instead of --model_dir (imagetransformer.list_presets() "
+            "names them, e.g. fashion_mnist_local_1d).")
+
+
+def model_source(what="a directory written by imagetransformer.train"):
+    """The model directory of `--model_dir` or `--preset` (a preset's folder); exits with one line unless exactly
+    one of them is given or the preset is unknown."""
+    from imagetransformer import presets  # pylint: disable=import-outside-toplevel
+
+    if FLAGS.model_dir and FLAGS.preset:
+        fail("give --model_dir or --preset, not both.")
+    if FLAGS.preset:
+        try:
+            return presets.path(FLAGS.preset)
+        except presets.PresetError as e:
+            fail(f"--preset: {e}")
+    if not FLAGS.model_dir:
+        fail(f"--model_dir is required ({what}), or --preset=NAME for a pretrained model.")
+    return FLAGS.model_dir
 
 
 def parse_flags(argv):

@@ -2,7 +2,7 @@
 
 The program `python -m imagetransformer.complete` runs `main` below:
 
-    python -m imagetransformer.complete --model_dir=runs/x --output=completions.png [--num_images=8]
+    python -m imagetransformer.complete --model_dir=runs/x | --preset=NAME --output=completions.png [--num_images=8]
         [--known_rows=14] [--temperature=1.0] [--seed=0] [--split=test] [--unconditional]
 
 Each row of the grid shows the given top rows (the rest grey), the model's completion, and the original. With
@@ -22,7 +22,7 @@ from imagetransformer.evaluation import visualize
 from imagetransformer.generation import sampling
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Model directory written by imagetransformer.train. Required.")
+cli.define_model_source_flags()
 flags.DEFINE_string("output", "completions.png", "PNG file to write.")
 flags.DEFINE_integer("num_images", 8, "Images to complete (or to sample).", lower_bound=1)
 flags.DEFINE_integer("known_rows", None,
@@ -47,12 +47,12 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
     if not output.lower().endswith(".png"):
         raise ValueError(f"--output={output} must name a .png file.")
     model = checkpoints.load_model(model_dir)
-    if model.condition_key == "low_res":
+    if not model.condition.completes_top_rows:
         raise ValueError(f"{model_dir} holds a super-resolution model: it generates images from low-resolution "
                          "ones; use python -m imagetransformer.super_resolve.")
     if unconditional:
         # A class-conditional model samples the classes in turn: 0, 1, ..., num_classes - 1, 0, ...
-        labels = np.arange(num_images) % model.num_classes if model.conditional else None
+        labels = np.arange(num_images) % model.num_classes if model.condition.needs_labels else None
         samples = sampling.sample(model, num_images, temperature=temperature, seed=seed, use_cache=use_cache,
                                   progress=progress, labels=labels).numpy()
         per_row = max(1, int(math.ceil(math.sqrt(num_images))))
@@ -66,10 +66,10 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
     if not dataset:
         raise checkpoints.CheckpointError(f"{model_dir}/{checkpoints.CONFIG_FILE} names no dataset to complete.")
     images = data_lib.load_images(dataset, split, data_dir=data_dir or config.get("data_dir"),
-                                  image_shape=model.image_shape, with_labels=model.conditional)
+                                  image_shape=model.image_shape, with_labels=model.condition.needs_labels)
     elements = list(images.dataset.take(num_images).as_numpy_iterator())
     labels = None
-    if model.conditional:  # each image completed given its own class
+    if model.condition.needs_labels:  # each image completed given its own class
         elements, labels = [e[0] for e in elements], np.array([e[1] for e in elements])
     originals = np.stack(elements)
     completed = sampling.complete(model, originals, known_rows, temperature=temperature, seed=seed,
@@ -84,10 +84,9 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
     cli.default_to_warnings()
-    if not FLAGS.model_dir:
-        cli.fail("--model_dir is required: a directory written by imagetransformer.train.")
+    model_dir = cli.model_source()
     with cli.exit_on_user_errors():
-        images = run(FLAGS.model_dir, FLAGS.output, FLAGS.num_images, FLAGS.known_rows, FLAGS.temperature,
+        images = run(model_dir, FLAGS.output, FLAGS.num_images, FLAGS.known_rows, FLAGS.temperature,
                      FLAGS.seed, FLAGS.split, FLAGS.data_dir, FLAGS.unconditional, FLAGS.use_cache, FLAGS.zoom)
     kind = "samples" if FLAGS.unconditional else "completions"
     print(f"Wrote {len(images)} {kind} to {FLAGS.output}")

@@ -2,6 +2,7 @@
 
 ```
 python -m imagetransformer.evaluate --model_dir=runs/demo --split=test [--eval_examples=N] [--batch_size=64]
+python -m imagetransformer.evaluate --preset=fashion_mnist_local_1d   # a pretrained model
 ...
 test bits/dim: 3.412
 ```
@@ -32,12 +33,13 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
     cli.default_to_warnings()
+    model_dir = cli.model_source()
     with cli.exit_on_user_errors():
-        result = evaluator.evaluate(FLAGS.model_dir, split=FLAGS.split, eval_examples=FLAGS.eval_examples,
+        result = evaluator.evaluate(model_dir, split=FLAGS.split, eval_examples=FLAGS.eval_examples,
                                     batch_size=FLAGS.batch_size or evaluator.DEFAULT_BATCH_SIZE,
                                     data_dir=FLAGS.data_dir, sr_examples=FLAGS.sr_examples)
     if not math.isfinite(result.bits_per_dim):
-        cli.fail(f"{result.split} bits/dim is {result.bits_per_dim}: the weights in {FLAGS.model_dir} are "
+        cli.fail(f"{result.split} bits/dim is {result.bits_per_dim}: the weights in {model_dir} are "
                  "not finite.")
     print(f"Evaluated {result.num_examples} images of {result.dataset} ({result.split}).")
     if result.super_resolution:

@@ -2,7 +2,7 @@
 
 The program `python -m imagetransformer.super_resolve` runs `main` below:
 
-    python -m imagetransformer.super_resolve --model_dir=runs/sr --output=super_resolution.png [--num_images=8]
+    python -m imagetransformer.super_resolve --model_dir=runs/sr | --preset=NAME --output=super_resolution.png [--num_images=8]
         [--temperatures=0.8,1.0] [--seed=0] [--split=test] [--zoom=4]
 
 Each row of the grid: the low-resolution input (the test image downsampled by the model's scale, shown enlarged),
@@ -16,6 +16,7 @@ from absl import app
 from absl import flags, logging
 import numpy as np
 
+from imagetransformer import conditioning
 from imagetransformer.training import checkpoints
 from imagetransformer import data as data_lib
 from imagetransformer.programs import cli
@@ -27,8 +28,8 @@ FLAGS = flags.FLAGS
 # allow_override: `imagetransformer.completions` defines flags of the same names; a process that imports both (a
 # test session, bench/likelihood_study.py) must not fail. Each program parses only its own flags.
 _OVERRIDE = dict(allow_override=True)
-flags.DEFINE_string("model_dir", None, "Model directory written by imagetransformer.train --task=super_resolution.",
-                    **_OVERRIDE)
+_WHAT = "a directory written by imagetransformer.train --task=super_resolution"
+cli.define_model_source_flags(_WHAT)
 flags.DEFINE_string("output", "super_resolution.png", "PNG file to write.", **_OVERRIDE)
 flags.DEFINE_integer("num_images", 8, "Test images to downsample and super-resolve.", lower_bound=1, **_OVERRIDE)
 flags.DEFINE_list("temperatures", ["0.8", "1.0"], "Sampling temperatures > 0, one grid column each.", **_OVERRIDE)
@@ -56,7 +57,7 @@ def run(model_dir, output, num_images=8, temperatures=(0.8, 1.0), seed=0, split=
     if not output.lower().endswith(".png"):
         raise ValueError(f"--output={output} must name a .png file.")
     model = checkpoints.load_model(model_dir)
-    if model.condition_key != "low_res":
+    if not isinstance(model.condition, conditioning.LowResImage):
         raise ValueError(f"{model_dir} holds a {type(model).__name__}, not a super-resolution model; train one with "
                          "python -m imagetransformer.train --task=super_resolution.")
     config = checkpoints.load_config(model_dir).get("data") or {}
@@ -82,10 +83,9 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).")
     cli.default_to_warnings()
-    if not FLAGS.model_dir:
-        cli.fail("--model_dir is required: a directory written by imagetransformer.train --task=super_resolution.")
+    model_dir = cli.model_source(_WHAT)
     with cli.exit_on_user_errors():
-        samples = run(FLAGS.model_dir, FLAGS.output, FLAGS.num_images, FLAGS.temperatures, FLAGS.seed, FLAGS.split,
+        samples = run(model_dir, FLAGS.output, FLAGS.num_images, FLAGS.temperatures, FLAGS.seed, FLAGS.split,
                       FLAGS.data_dir, FLAGS.zoom)
     print(f"Wrote {samples.shape[1]} images x {samples.shape[0]} temperatures to {FLAGS.output} (rows: "
           "low resolution | bicubic | samples | original)")

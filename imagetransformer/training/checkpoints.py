@@ -7,6 +7,8 @@ model_dir/
   backup/             BackupAndRestore state of an interrupted run
   logs/               TensorBoard
 ```
+A preset folder (`imagetransformer.presets`) is a model directory too: `config.json` and `model.keras` (the whole
+model) instead of `model.weights.h5`.
 Evaluation, sampling and export rebuild the model from `config.json` and load `model.weights.h5`: `--model_dir`
 alone is enough. Every file is written to a temporary name in the same directory and renamed into place, so a
 crash leaves either the old file or the new one.
@@ -18,10 +20,13 @@ import os
 import shutil
 import tempfile
 
+import keras
+
 from imagetransformer import models
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
+MODEL_FILE = "model.keras"  # a preset's whole model
 
 
 class CheckpointError(ValueError):
@@ -90,8 +95,15 @@ def load_model(model_dir):
     Raises:
         CheckpointError: the directory, its configuration or its weights are missing or corrupt.
     """
-    model = build_model(model_dir)
     path = os.path.join(model_dir, WEIGHTS_FILE)
+    whole = os.path.join(model_dir, MODEL_FILE)
+    if not os.path.exists(path) and os.path.exists(whole):
+        load_config(model_dir)  # checks it, as for a training directory
+        try:
+            return keras.models.load_model(whole, safe_mode=True, compile=False)
+        except Exception as e:  # pylint: disable=broad-except  (zip/h5/keras raise many types)
+            raise CheckpointError(f"{whole} is corrupt ({type(e).__name__}: {e}).") from e
+    model = build_model(model_dir)
     if not os.path.exists(path):
         raise CheckpointError(f"{path} is missing: no trained weights in {model_dir} (has training saved yet?).")
     try:
