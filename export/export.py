@@ -53,6 +53,7 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses
+import fcntl
 import math
 import shutil
 import sys
@@ -333,10 +334,34 @@ def export_model(model, export_dir, version=None, overwrite=False):
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ExportError(f"--export_dir={export_dir} exists and is not a directory.")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ExportError(f"--version={version!r} must be a positive integer (TF Serving's version directory name).")
+    created = []  # the base path and parents this export creates (removed again if they stay empty)
+    directory = export_dir
+    while not os.path.isdir(directory) and directory != os.path.dirname(directory):
+        created.append(directory)
+        directory = os.path.dirname(directory)
+    os.makedirs(export_dir, exist_ok=True)
+    # Exports to one base path take turns (an exclusive flock on the directory, released by the kernel however
+    # the process ends): the next version is chosen and written by one export at a time, so two concurrent
+    # exports get two versions, and an existing version is never replaced without `overwrite`.
+    fd = os.open(export_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass  # no flock on this file system: unserialized, as before
+        return _export_locked(model, export_dir, version, overwrite)
+    finally:
+        os.close(fd)  # releases the lock
+        for directory in created:  # deepest first
+            if os.path.isdir(directory) and not os.listdir(directory):
+                os.rmdir(directory)
+
+
+def _export_locked(model, export_dir, version, overwrite):
     if version is None:
         version = max(existing_versions(export_dir), default=0) + 1
-    elif isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ExportError(f"--version={version!r} must be a positive integer (TF Serving's version directory name).")
     saved_model_dir, keras_path = _paths(export_dir, version)
     exists = os.path.exists(saved_model_dir) or os.path.exists(keras_path)
     if exists and not overwrite:

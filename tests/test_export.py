@@ -453,3 +453,33 @@ def test_cli_reports_bad_model_dir_in_one_line(tmp_path, damage):
     line = one_line_error(export_cli(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'out'}"))
     assert str(model_dir) in line
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_concurrent_exports_to_one_base_path_get_distinct_versions(exported, tmp_path):
+    """Two exports started together: each claims its own version (the base path's lock serializes them)."""
+    _, model_dir, _ = exported
+    export_dir = tmp_path / "base"
+    args = [sys.executable, "-m", "export.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
+    processes = [subprocess.Popen(args, cwd=REPO, env=clean_env(PYTHONPATH=REPO), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=TIMEOUT) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    versions = sorted(int(out.split("exported version ")[1].split(":")[0]) for out, _ in outputs)
+    assert versions == [1, 2]
+    assert sorted(export_lib.existing_versions(str(export_dir))) == [1, 2]
+
+
+def test_an_export_waits_for_one_in_progress(small_model, tmp_path, monkeypatch):
+    """While another process holds the base path, an export waits, then writes the next version."""
+    monkeypatch.setattr(export_lib, "export_archive", lambda model: FakeArchive())
+    export_dir = tmp_path / "base"
+    export_lib.export_model(small_model, str(export_dir))  # version 1
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(3)", str(export_dir)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    result = export_lib.export_model(small_model, str(export_dir))
+    assert holder.poll() is not None, "the export did not wait for the holder"
+    assert result.version == 2
+    holder.wait()

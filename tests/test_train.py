@@ -20,6 +20,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import conftest
+
 from imagetransformer import data, models
 from imagetransformer.evaluation import evaluator
 from imagetransformer.programs import evaluate as evaluate_program
@@ -570,3 +572,40 @@ def test_completion_images_are_written_to_tensorboard(tmp_path):
     grid = tf.io.decode_png(png).numpy()
     assert (int(width), int(height)) == (3 * 6 + 2, 2 * 6 + 2)  # 2 rows of 3 tiles of 4 px + padding
     np.testing.assert_array_equal(grid[2:6, 14:18], images[0])  # the last tile of the first row: the original
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One training run per model directory.
+# ----------------------------------------------------------------------------------------------------------------
+_HOLD = """
+import sys, time
+from imagetransformer.training import checkpoints
+with checkpoints.exclusive(sys.argv[1]) as claim:
+    claim()
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def _holder(model_dir):
+    process = subprocess.Popen([sys.executable, "-c", _HOLD, model_dir], cwd=conftest.REPO,
+                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=conftest.REPO))
+    assert process.stdout.readline().strip() == "holding"
+    return process
+
+
+@needs_fashion_mnist
+def test_a_second_run_on_a_model_dir_in_use_is_refused_and_a_crashed_one_leaves_no_lock(tmp_path):
+    model_dir = str(tmp_path / "run")
+    holder = _holder(model_dir)
+    try:
+        with pytest.raises(checkpoints.CheckpointError,
+                           match=rf"in use by another training run \(pid {holder.pid} on .*choose another"):
+            trainer.train(configs.get_config("tiny", train_steps=2, val_examples=0), model_dir, verbose=0)
+        assert os.listdir(model_dir) == [checkpoints.RUN_FILE]  # the refused run wrote nothing
+    finally:
+        holder.kill()  # a crash: no cleanup runs in the holder
+        holder.wait()
+    result = trainer.train(configs.get_config("tiny", train_steps=2, val_examples=0), model_dir, verbose=0)
+    assert result.final_step == 2
+    assert checkpoints.RUN_FILE not in os.listdir(model_dir)

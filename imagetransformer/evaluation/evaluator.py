@@ -5,6 +5,7 @@ import dataclasses
 import math
 
 from absl import logging
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -30,7 +31,7 @@ class EvalResult:
 
 
 def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BATCH_SIZE, data_dir=None, model=None,
-             sr_examples=100):
+             sr_examples=100, progress=False):
     """Mean bits/dim of the images of `split` under the model of `model_dir`.
 
     Args:
@@ -42,6 +43,7 @@ def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BAT
         model: evaluate this model instead of the one stored in `model_dir` (e.g. an untrained one built with
             `checkpoints.build_model(model_dir)`); the data still come from `model_dir/config.json`.
         sr_examples: super-resolution models: images to super-resolve and score (0: none).
+        progress: show a progress bar (images scored, ETA) on stdout.
 
     Returns:
         An `EvalResult`.
@@ -85,11 +87,18 @@ def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BAT
         return tf.reduce_sum(tf.cast(bits, tf.float64)), tf.shape(bits)[0]
 
     total, count = 0.0, 0
+    known = images.num_examples if eval_examples is None else min(int(eval_examples), images.num_examples or
+                                                                   int(eval_examples))
+    bar = keras.utils.Progbar(known, unit_name="image", stateful_metrics=["bits/dim"]) if progress else None
     for batch in batches:
         batch, labels = batch if model.condition.needs_labels else (batch, tf.zeros([0], tf.int64))
         batch_sum, batch_count = summed_bits(batch, tf.cast(labels, tf.int64))
         total += float(batch_sum)
         count += int(batch_count)
+        if bar is not None:
+            bar.update(count, [("bits/dim", total / count)], finalize=False)
+    if bar is not None:
+        bar.update(count, [("bits/dim", total / max(count, 1))], finalize=True)
     if count == 0:
         raise ValueError(f"--split={split} of dataset {dataset} has no images to evaluate.")
     bits_per_dim = total / count

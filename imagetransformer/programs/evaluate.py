@@ -37,7 +37,7 @@ def main(argv):
     with cli.exit_on_user_errors():
         result = evaluator.evaluate(model_dir, split=FLAGS.split, eval_examples=FLAGS.eval_examples,
                                     batch_size=FLAGS.batch_size or evaluator.DEFAULT_BATCH_SIZE,
-                                    data_dir=FLAGS.data_dir, sr_examples=FLAGS.sr_examples)
+                                    data_dir=FLAGS.data_dir, sr_examples=FLAGS.sr_examples, progress=True)
     if not math.isfinite(result.bits_per_dim):
         cli.fail(f"{result.split} bits/dim is {result.bits_per_dim}: the weights in {model_dir} are "
                  "not finite.")

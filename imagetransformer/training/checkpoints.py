@@ -15,10 +15,14 @@ crash leaves either the old file or the new one.
 """
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 
 import keras
 
@@ -114,6 +118,58 @@ def load_model(model_dir):
             "backup or train again."
         ) from e
     return model
+
+
+# The training run that holds a model directory: who it is (pid, host, start), for the message of a second run.
+RUN_FILE = ".training_run"
+
+
+@contextlib.contextmanager
+def exclusive(model_dir):
+    """Holds `model_dir` for one training run: an exclusive `flock` on the directory itself.
+
+    A second run on the same directory (which would resume from the first run's live backup and overwrite its
+    weights) is refused at once with a `CheckpointError` naming the holder. The kernel releases the lock when the
+    process ends, however it ends, so a crashed run leaves no stale lock. The lock creates no file (a refused
+    run changes nothing); `RUN_FILE` describes the holder while it runs. File systems without `flock` on
+    directories run unlocked.
+    """
+    created = not os.path.isdir(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+    fd = os.open(model_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            os.close(fd)  # no flock here (some network file systems): go on unlocked
+            fd = None
+        else:
+            os.close(fd)
+            try:
+                with open(os.path.join(model_dir, RUN_FILE)) as f:
+                    holder = f.read().strip()
+            except OSError:
+                holder = ""
+            raise CheckpointError(
+                f"--model_dir={model_dir} is in use by another training run ({holder or 'starting'}); wait for it "
+                "to end, or choose another --model_dir.") from None
+    run_file = os.path.join(model_dir, RUN_FILE)
+    try:
+        yield lambda: _write_run_file(run_file)
+    finally:
+        if fd is not None:
+            if os.path.exists(run_file):
+                os.remove(run_file)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        if created and not os.listdir(model_dir):  # a run refused before writing anything leaves no directory
+            os.rmdir(model_dir)
+
+
+def _write_run_file(path):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
 
 
 # Training state of a model directory (`python -m imagetransformer.train`).

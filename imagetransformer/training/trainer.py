@@ -221,6 +221,15 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     if batch_size % replicas:
         raise ValueError(f"--batch_size={batch_size} must be a multiple of the {replicas} replicas of "
                          f"--strategy={strategy}.")
+    with checkpoints.exclusive(model_dir) as claim:
+        return _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images,
+                      claim)
+
+
+def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images, claim):
+    """`train` in a model directory held by this run (`claim()` records it there once the checks passed)."""
+    train_steps, batch_size = config["train_steps"], config["batch_size"]
+    replicas = strategy_obj.num_replicas_in_sync
 
     with_labels = config["conditional"] == "class"
     train_data = _load(config["dataset"], config["train_split"], "--train_split", config["data_dir"],
@@ -255,6 +264,7 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
               "nothing to do (raise --train_steps to train on).", flush=True)
         return TrainResult(model, None, initial_step, initial_step, None)
 
+    claim()
     data_section, _, train_section = configs.split(config)
     data_section["image_shape"] = list(train_data.image_shape)
     train_section.update(strategy=strategy, replicas=replicas)
