@@ -98,6 +98,10 @@ def curve(name):
         step += int(steps)
         seconds += int(epoch_seconds)
         points.append((step, round(seconds / 60, 2), float(bits)))
+    # The epoch that the time budget cut short still prints its full length: it ends at the last trained step.
+    trained = _TRAINED.findall(text)
+    if points and trained and int(trained[-1][1]) < points[-1][0]:
+        points[-1] = (int(trained[-1][1]), *points[-1][1:])
     return points
 
 
