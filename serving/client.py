@@ -8,6 +8,8 @@ python -m serving.client --signature=sample --seed=0 --num_images=4 --output=sam
 python -m serving.client --signature=log_prob --image=in.png                               # prints JSON
 python -m serving.client --signature=super_resolve --image=small.png --output=big.png     # super-resolution model
 python -m serving.client --status                                                          # model status
+python -m serving.client --label=9 --image=in.png --output=out.png                        # class-conditional model
+python -m serving.client --signature=complete --image=in.png --write_request=request.json  # REST body, for curl
 ```
 `--image` is a whole image of the model's size (H x W; grayscale images are sent with 1 channel, others as RGB,
 or force with `--channels`): the client sends its top H//2 rows and writes the completed image as PNG. Several
@@ -114,10 +116,15 @@ def _rest_call(url, payload=None, timeout=60.0):
         raise ClientError(f"{url} did not answer with JSON: {e}")
 
 
+def rest_body(signature, inputs):
+    """The JSON body of a REST `:predict` request (TF Serving's columnar format) for `inputs` {name: np.ndarray}."""
+    return {"signature_name": signature, "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
+
+
 def predict_rest(server, model_name, signature, inputs, timeout=60.0):
     """`inputs` {name: np.ndarray} -> {output: np.ndarray} via TF Serving's REST API (columnar format)."""
     url = f"{_rest_base(server)}/v1/models/{model_name}:predict"
-    payload = {"signature_name": signature, "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
+    payload = rest_body(signature, inputs)
     outputs = _rest_call(url, payload, timeout)
     if not isinstance(outputs, dict) or "outputs" not in outputs:
         raise ClientError(f"unexpected answer from {url}: {str(outputs)[:200]}")
@@ -198,10 +205,20 @@ def status_grpc(server, model_name, timeout=10.0):
 # ----------------------------------------------------------------------------------------------------------------
 # Requests per signature.
 # ----------------------------------------------------------------------------------------------------------------
-def build_inputs(signature, image=None, seed=0, temperature=1.0, num_images=1):
-    """The signature's inputs (numpy, with their exact dtypes) for one image or `num_images` samples."""
+def build_inputs(signature, image=None, seed=0, temperature=1.0, num_images=1, label=None):
+    """The signature's inputs (numpy, with their exact dtypes) for one image or `num_images` samples; `label`: the
+    class, for a class-conditional model's signatures (input `label`, one per image)."""
     if signature in ("serving_default", "complete", "log_prob", "super_resolve") and image is None:
         raise ClientError(f"--signature={signature} needs --image")
+    inputs = _inputs(signature, image, seed, temperature, num_images)
+    if label is not None:
+        if signature == "super_resolve":
+            raise ClientError("--label is for class-conditional models; a super-resolution model takes none")
+        inputs["label"] = np.full([len(next(iter(inputs.values())))], label, np.int64)
+    return inputs
+
+
+def _inputs(signature, image, seed, temperature, num_images):
     if signature == "serving_default":
         return {"top_half": top_half(image)}
     if signature == "complete":
@@ -218,14 +235,14 @@ def build_inputs(signature, image=None, seed=0, temperature=1.0, num_images=1):
 
 
 def run(server, signature="serving_default", image_path=None, output=None, use_grpc=False, model_name=MODEL_NAME,
-        seed=0, temperature=1.0, num_images=1, channels=None, timeout=60.0):
+        seed=0, temperature=1.0, num_images=1, channels=None, timeout=60.0, label=None):
     """Sends one request; writes `output` (PNG) for image signatures; returns the outputs {name: np.ndarray}."""
     if signature not in SIGNATURES:
         raise ClientError(f"--signature={signature} is not one of {', '.join(SIGNATURES)}")
     if signature != "log_prob" and not output:
         raise ClientError(f"--signature={signature} needs --output=FILE.png")
     image = read_image(image_path, channels) if image_path else None
-    inputs = build_inputs(signature, image, seed, temperature, num_images)
+    inputs = build_inputs(signature, image, seed, temperature, num_images, label)
     server = server or (DEFAULT_GRPC if use_grpc else DEFAULT_REST)
     outputs = (predict_grpc if use_grpc else predict_rest)(server, model_name, signature, inputs, timeout)
     if "images" in outputs and output:
@@ -250,6 +267,10 @@ def _define_flags():
     flags.DEFINE_enum("channels", None, ["1", "3"], "Send the image as grayscale (1) or RGB (3); default: as stored.")
     flags.DEFINE_float("timeout", 120.0, "Request timeout in seconds.")
     flags.DEFINE_bool("status", False, "Print the model's version status and exit.")
+    flags.DEFINE_integer("label", None, "Class of the image(s), for a class-conditional model's signatures.",
+                         lower_bound=0)
+    flags.DEFINE_string("write_request", None, "Write the REST request body (JSON) to this file instead of sending "
+                        "it: `curl -d @FILE http://host:8501/v1/models/NAME:predict`.")
 
 
 def main(argv):
@@ -261,13 +282,21 @@ def main(argv):
         return 2
     server = FLAGS.server or (DEFAULT_GRPC if FLAGS.grpc else DEFAULT_REST)
     try:
+        if FLAGS.write_request:
+            image = read_image(FLAGS.image, int(FLAGS.channels) if FLAGS.channels else None) if FLAGS.image else None
+            inputs = build_inputs(FLAGS.signature, image, FLAGS.seed, FLAGS.temperature, FLAGS.num_images,
+                                  FLAGS.label)
+            with open(FLAGS.write_request, "w") as f:
+                json.dump(rest_body(FLAGS.signature, inputs), f)
+            print(f"wrote {FLAGS.write_request}: the {FLAGS.signature} request body")
+            return 0
         if FLAGS.status:
             status = (status_grpc if FLAGS.grpc else status_rest)(server, FLAGS.model_name, FLAGS.timeout)
             print(json.dumps(status))
             return 0
         outputs = run(server, FLAGS.signature, FLAGS.image, FLAGS.output, FLAGS.grpc, FLAGS.model_name, FLAGS.seed,
                       FLAGS.temperature, FLAGS.num_images, int(FLAGS.channels) if FLAGS.channels else None,
-                      FLAGS.timeout)
+                      FLAGS.timeout, FLAGS.label)
     except ClientError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

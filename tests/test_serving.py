@@ -355,3 +355,28 @@ def test_super_resolve_signature_from_the_cli(tmp_path, use_grpc):
         run = cli(*flags, "--signature=super_resolve", f"--image={tmp_path / 'big.png'}",
                   f"--output={tmp_path / 'x.png'}")
         assert run.returncode == 1 and "low_res must be [batch, 2, 2, 1]" in run.stderr, run.stderr[-2000:]
+
+
+def test_written_request_body_posted_with_curl_completes_like_the_client(server, model, image_file, tmp_path):
+    """`--write_request` writes the REST body a user can POST themselves (curl -d @request.json ...)."""
+    path, pixels = image_file
+    body = tmp_path / "request.json"
+    result = cli("--signature=complete", "--seed=3", f"--image={path}", f"--write_request={body}")
+    assert result.returncode == 0 and "request body" in result.stdout, result.stderr
+    request = urllib.request.Request(f"http://{server['rest']}/v1/models/imagetransformer:predict",
+                                     data=body.read_bytes(), method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        answer = json.loads(response.read())
+    images = np.asarray(answer["outputs"]["images"] if isinstance(answer["outputs"], dict) else answer["outputs"],
+                        np.uint8)
+    np.testing.assert_array_equal(images[0], expected_completion(model, pixels, seed=3))
+
+
+def test_label_goes_with_every_image_of_a_request():
+    image = np.zeros([8, 8, 1], np.uint8)
+    inputs = client.build_inputs("complete", image, seed=1, label=7)
+    assert inputs["label"].tolist() == [7] and inputs["label"].dtype == np.int64
+    assert client.build_inputs("sample", seed=0, num_images=3, label=2)["label"].tolist() == [2, 2, 2]
+    assert "label" not in client.build_inputs("log_prob", image)
+    with pytest.raises(client.ClientError, match="--label is for class-conditional models"):
+        client.build_inputs("super_resolve", image, label=1)
