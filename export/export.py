@@ -441,6 +441,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_main():
     _define_flags()
     app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run_main()

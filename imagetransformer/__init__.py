@@ -16,8 +16,9 @@ models with `safe_mode=True`.
 
 The library reads as the data flow, one subpackage per idea: `data` (images in, `tf.data` out) -> `ordering`
 (images as sequences of positions) -> `layers` (embedding, attention, blocks) -> `heads` (parameters ->
-distributions) -> `models` -> `generation` (decoding, sampling) -> `evaluation`; `training` holds configurations,
-schedules, strategies and model directories. The command-line programs (`train`, `evaluate`, `complete`,
+distributions) -> `models` -> `generation` (decoding, sampling) -> `evaluation`; `conditioning` names what a
+model generates images given; `training` holds configurations, schedules, strategies and model directories;
+`presets` the pretrained models. The command-line programs (`train`, `evaluate`, `complete`,
 `super_resolve`, with `cli` for their flags and one-line errors) sit beside them and only drive the library.
 """
 
