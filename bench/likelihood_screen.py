@@ -4,6 +4,7 @@
 PYTHONPATH=. .venv/bin/python bench/likelihood_screen.py --out=/tmp/screen --screen=levers --steps=1000
 PYTHONPATH=. .venv/bin/python bench/likelihood_screen.py --out=/tmp/screen --screen=levers --seeds=0,1 \
     --variants=baseline,head_gain_0.2
+PYTHONPATH=. .venv/bin/python bench/likelihood_screen.py --out=/tmp/screen_pixelcnnpp --screen=pixelcnnpp
 ```
 Each variant is a list of `python -m imagetransformer.train` flags on top of `COMMON` (Fashion-MNIST, the held-out
 `train[95%:]` validation split, never the test split). Every run of a screen starts from the same seed, so the
@@ -55,6 +56,18 @@ SCREENS = {
         "lr_4e-3": ["--learning_rate=4e-3"],
         "warmup_500": ["--warmup_steps=500"],
         "cosine": ["--lr_decay=cosine"],
+    },
+    # The same number of optimization trials for PixelCNN++ (the equal-budget study's baseline), from the shared
+    # training choices it runs with; its architecture has none of the Image Transformer's levers above.
+    "pixelcnnpp": {
+        "pixelcnnpp": ["--model=pixelcnnpp"],
+        "pixelcnnpp_lr_1e-3": ["--model=pixelcnnpp", "--learning_rate=1e-3"],
+        "pixelcnnpp_lr_4e-3": ["--model=pixelcnnpp", "--learning_rate=4e-3"],
+        "pixelcnnpp_batch_32": ["--model=pixelcnnpp", "--batch_size=32"],
+        "pixelcnnpp_cosine": ["--model=pixelcnnpp", "--lr_decay=cosine"],
+        "pixelcnnpp_warmup_500": ["--model=pixelcnnpp", "--warmup_steps=500"],
+        "pixelcnnpp_dropout_0.1": ["--model=pixelcnnpp", "--dropout=0.1"],
+        "pixelcnnpp_mixtures_10": ["--model=pixelcnnpp", "--num_mixtures=10"],
     },
 }
 

@@ -8,6 +8,7 @@ Debian's files.
 """
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -609,3 +610,30 @@ def test_a_second_run_on_a_model_dir_in_use_is_refused_and_a_crashed_one_leaves_
     result = trainer.train(configs.get_config("tiny", train_steps=2, val_examples=0), model_dir, verbose=0)
     assert result.final_step == 2
     assert checkpoints.RUN_FILE not in os.listdir(model_dir)
+
+
+@pytest.mark.parametrize("edit", [{"block_length": 16, "memory_length": 16}, {"attention": "global"},
+                                  {"num_layers": 1}])
+def test_an_edited_config_json_is_refused_not_loaded_as_another_model(tmp_path, edit):
+    """Weights written for one architecture never load into another described by an edited config.json: the
+    configuration recorded in the weights file must match, and every stored weight must be used."""
+    kwargs = conftest.tiny_kwargs("local_1d", image_shape=(8, 8, 1), block_length=8, memory_length=8)
+    model = ImageTransformer(**kwargs)
+    model_dir = str(tmp_path)
+    checkpoints.save_config(model_dir, models.config_of(model))
+    checkpoints.save_weights(model, model_dir)
+    checkpoints.load_model(model_dir)  # as written: loads
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    config["model"].update(edit)
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(config, f)
+    with pytest.raises(checkpoints.CheckpointError, match="was config.json edited"):
+        checkpoints.load_model(model_dir)
+    if "num_layers" in edit:  # weights written before the configuration was recorded: counted instead
+        import h5py  # pylint: disable=import-outside-toplevel
+
+        with h5py.File(os.path.join(model_dir, checkpoints.WEIGHTS_FILE), "a") as f:
+            del f.attrs[checkpoints.CONFIG_ATTRIBUTE]
+        with pytest.raises(checkpoints.CheckpointError, match=r"holds 26 weights .* has 16"):
+            checkpoints.load_model(model_dir)

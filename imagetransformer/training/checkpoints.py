@@ -24,6 +24,7 @@ import socket
 import tempfile
 import time
 
+import h5py
 import keras
 
 from imagetransformer import models
@@ -87,10 +88,48 @@ def build_model(model_dir):
         raise CheckpointError(f"{path} holds an invalid model configuration: {e}") from e
 
 
+# An attribute of `model.weights.h5`: the model configuration the weights were written for (JSON).
+CONFIG_ATTRIBUTE = "imagetransformer_model"
+
+
 def save_weights(model, model_dir):
-    """Writes `model_dir/model.weights.h5` atomically."""
+    """Writes `model_dir/model.weights.h5` atomically, recording the model's configuration in it."""
     with atomic_path(os.path.join(model_dir, WEIGHTS_FILE), suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[CONFIG_ATTRIBUTE] = json.dumps(normalized(models.config_of(model)), sort_keys=True)
+
+
+def check_weights_match(model, path):
+    """Raises a `CheckpointError` unless the weights file `path` was written for exactly `model`'s architecture:
+    the configuration recorded in it (where recorded) equals the model's, and it holds as many weights and values
+    as the model has (so no stored weight goes unused and no model weight stays uninitialized)."""
+    try:
+        with h5py.File(path, "r") as f:
+            recorded = f.attrs.get(CONFIG_ATTRIBUTE)
+            sizes = []
+            for name, group in f.items():
+                if name != "optimizer":
+                    group.visititems(lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset)
+                                     else None)
+    except OSError:
+        return  # not HDF5: load_weights reports it
+    wanted = normalized(models.config_of(model))
+    if recorded is not None:
+        have = json.loads(recorded)
+        # Keys of options added since the weights were written are absent there and mean their default.
+        diffs = [f"{key}={have[key]!r} (config.json: {wanted[key]!r})"
+                 for key in sorted(set(have) & set(wanted)) if have[key] != wanted[key]]
+        if diffs:
+            raise CheckpointError(
+                f"{path} holds the weights of another model than {CONFIG_FILE} describes ({'; '.join(diffs)}): "
+                f"was {CONFIG_FILE} edited? Restore it, or train a new model.")
+    expected = [int(w.numpy().size) for w in model.weights]
+    if len(sizes) != len(expected) or sum(sizes) != sum(expected):
+        raise CheckpointError(
+            f"{path} holds {len(sizes)} weights ({sum(sizes):,} values) but the model of {CONFIG_FILE} has "
+            f"{len(expected)} ({sum(expected):,} values): was {CONFIG_FILE} edited? Restore it, or train a new "
+            "model.")
 
 
 def load_model(model_dir):
@@ -110,6 +149,7 @@ def load_model(model_dir):
     model = build_model(model_dir)
     if not os.path.exists(path):
         raise CheckpointError(f"{path} is missing: no trained weights in {model_dir} (has training saved yet?).")
+    check_weights_match(model, path)
     try:
         model.load_weights(path)
     except Exception as e:  # h5py/keras raise many types for damaged files
