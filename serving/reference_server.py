@@ -35,6 +35,13 @@ from concurrent import futures
 
 import numpy as np
 
+# Request limits, checked before any tensor is built: the bytes of a REST body, and the values a gRPC tensor may
+# declare (a 63-byte request can otherwise declare a [1024, 28, 28, 1] tensor that make_ndarray expands).
+MAX_REQUEST_BYTES = 32 << 20
+MAX_TENSOR_VALUES = 4 << 20
+# Seconds a REST connection may stay silent before the server drops it (a stalled client holds no thread).
+SOCKET_TIMEOUT_S = 30.0
+
 
 class ServingError(Exception):
     """A request error with its gRPC status name and HTTP status code."""
@@ -187,9 +194,24 @@ def rest_metadata(servable):
     }
 
 
-def make_rest_server(servable, port, host="127.0.0.1"):
+def _content_length(header, limit):
+    """The body size a REST request declares, checked against `limit` before anything is read."""
+    try:
+        length = int(header or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        raise ServingError(f"Content-Length must be a non-negative integer, got {header!r}")
+    if length > limit:
+        raise ServingError(f"request body of {length} bytes exceeds the server's limit of {limit} bytes; send "
+                           "fewer images per request", "RESOURCE_EXHAUSTED", 413)
+    return length
+
+
+def make_rest_server(servable, port, host="127.0.0.1", max_request_bytes=MAX_REQUEST_BYTES):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = SOCKET_TIMEOUT_S  # applied to each connection's socket
 
         def log_message(self, *args):
             pass
@@ -212,7 +234,7 @@ def make_rest_server(servable, port, host="127.0.0.1"):
                 if method == "GET" and not predict:
                     return self._reply(200, rest_metadata(servable) if metadata else rest_status(servable))
                 if method == "POST" and predict and not metadata:
-                    length = int(self.headers.get("Content-Length") or 0)
+                    length = _content_length(self.headers.get("Content-Length"), max_request_bytes)
                     try:
                         body = json.loads(self.rfile.read(length) or b"null")
                     except ValueError as e:
@@ -220,6 +242,8 @@ def make_rest_server(servable, port, host="127.0.0.1"):
                     return self._reply(200, rest_predict(servable, body))
                 raise ServingError(f"Malformed request: {method} {self.path}", "INVALID_ARGUMENT", 404)
             except ServingError as e:
+                if e.http_status == 413:
+                    self.close_connection = True  # the unread body must not be taken for the next request
                 return self._reply(e.http_status, {"error": str(e)})
 
         def do_GET(self):
@@ -236,7 +260,20 @@ def make_rest_server(servable, port, host="127.0.0.1"):
 # --------------------------------------------------------------------------------------------------------------------
 # gRPC.
 # --------------------------------------------------------------------------------------------------------------------
-def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2):
+def _declared_values(tensor_proto, limit):
+    """Checks the shape a `TensorProto` declares (before `make_ndarray` allocates it): known, non-negative
+    dimensions of at most `limit` values in all."""
+    dims = [d.size for d in tensor_proto.tensor_shape.dim]
+    if tensor_proto.tensor_shape.unknown_rank or any(d < 0 for d in dims):
+        raise ServingError(f"tensor shape {dims} must be fully known and non-negative")
+    count = int(np.prod(dims, dtype=np.float64)) if dims else 1
+    if count > limit:
+        raise ServingError(f"tensor of shape {dims} ({count} values) exceeds the server's limit of {limit} values; "
+                           "send fewer images per request", "RESOURCE_EXHAUSTED", 413)
+    return count
+
+
+def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2, max_tensor_values=MAX_TENSOR_VALUES):
     import grpc
     from tensorflow_serving.apis import (
         get_model_status_pb2,
@@ -252,7 +289,11 @@ def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2):
 
     def proto_value(value, spec):
         del spec
-        return tf.make_ndarray(value)
+        _declared_values(value, max_tensor_values)
+        try:
+            return tf.make_ndarray(value)
+        except (TypeError, ValueError) as e:
+            raise ServingError(f"malformed tensor: {e}")
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):

@@ -341,7 +341,7 @@ def read(path):
 
 
 def test_default_version_is_next_integer(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model: FakeArchive())
+    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     assert export_lib.export_model(small_model, str(export_dir)).version == 1
     os.makedirs(export_dir / "7")
@@ -354,7 +354,7 @@ def test_default_version_is_next_integer(small_model, tmp_path, monkeypatch):
 
 
 def test_existing_version_needs_overwrite(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model: FakeArchive())
+    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     os.makedirs(export_dir / "3")
     (export_dir / "3" / "saved_model.pb").write_text("old")
@@ -369,7 +369,7 @@ def test_existing_version_needs_overwrite(small_model, tmp_path, monkeypatch):
 
 
 def test_failed_export_leaves_nothing(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model: FakeArchive(fail=True))
+    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive(fail=True))
     export_dir = tmp_path / "new" / "base"
     with pytest.raises(RuntimeError, match="disk full"):
         export_lib.export_model(small_model, str(export_dir))
@@ -383,7 +383,7 @@ def test_failed_export_leaves_nothing(small_model, tmp_path, monkeypatch):
 
 
 def test_failed_rename_restores_the_old_version(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model: FakeArchive())
+    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     os.makedirs(export_dir / "1")
     os.makedirs(export_dir / "keras")
@@ -471,7 +471,7 @@ def test_concurrent_exports_to_one_base_path_get_distinct_versions(exported, tmp
 
 def test_an_export_waits_for_one_in_progress(small_model, tmp_path, monkeypatch):
     """While another process holds the base path, an export waits, then writes the next version."""
-    monkeypatch.setattr(export_lib, "export_archive", lambda model: FakeArchive())
+    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     export_lib.export_model(small_model, str(export_dir))  # version 1
     holder = subprocess.Popen(
@@ -483,3 +483,25 @@ def test_an_export_waits_for_one_in_progress(small_model, tmp_path, monkeypatch)
     assert holder.poll() is not None, "the export did not wait for the holder"
     assert result.version == 2
     holder.wait()
+
+
+def test_requests_beyond_max_batch_are_refused_before_decoding(tmp_path):
+    """Every signature refuses more images than the export's max_batch, with a message naming the limit."""
+    keras.utils.set_random_seed(0)
+    model = it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=(4, 4, 1), num_layers=1, block_length=4,
+                                             memory_length=4))
+    result = export_lib.export_model(model, str(tmp_path), max_batch=2)
+    signatures = tf.saved_model.load(result.saved_model_dir).signatures
+    calls = {
+        "serving_default": dict(top_half=tf.zeros([3, 2, 4, 1], tf.uint8)),
+        "complete": dict(top_half=tf.zeros([3, 2, 4, 1], tf.uint8), seed=tf.zeros([3], tf.int64),
+                         temperature=tf.ones([3])),
+        "sample": dict(seed=tf.zeros([3], tf.int64)),
+        "log_prob": dict(images=tf.zeros([3, 4, 4, 1], tf.uint8)),
+    }
+    for name, inputs in calls.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match="batch must be at most 2 images per request"):
+            signatures[name](**inputs)
+    assert signatures["log_prob"](images=tf.zeros([2, 4, 4, 1], tf.uint8))["log_prob"].shape == (2,)
+    with pytest.raises(export_lib.ExportError, match="--max_batch=0 must be a positive integer"):
+        export_lib.export_model(model, str(tmp_path / "other"), max_batch=0)

@@ -380,3 +380,49 @@ def test_label_goes_with_every_image_of_a_request():
     assert "label" not in client.build_inputs("log_prob", image)
     with pytest.raises(client.ClientError, match="--label is for class-conditional models"):
         client.build_inputs("super_resolve", image, label=1)
+
+
+def _raw_post(server, headers, body=b""):
+    """Status and JSON error of a POST written byte by byte (headers a client library would not send)."""
+    import http.client  # pylint: disable=import-outside-toplevel
+
+    host, port = server["rest"].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.putrequest("POST", f"/v1/models/{MODEL}:predict", skip_accept_encoding=True)
+    for key, value in headers.items():
+        connection.putheader(key, value)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    status, answer = response.status, json.loads(response.read())
+    connection.close()
+    return status, answer.get("error", "")
+
+
+@pytest.mark.parametrize("length, status, message", [
+    ("abc", 400, "Content-Length must be a non-negative integer"),
+    ("-5", 400, "Content-Length must be a non-negative integer"),
+    (str(1 << 40), 413, "exceeds the server's limit"),
+])
+def test_rest_bad_or_huge_content_length_is_answered_before_reading(server, length, status, message):
+    got_status, error = _raw_post(server, {"Content-Length": length, "Content-Type": "application/json"})
+    assert got_status == status and message in error, (got_status, error)
+
+
+def test_grpc_tensor_declaring_a_huge_shape_is_refused_before_it_is_built(server):
+    """A tiny request declaring a huge tensor (a gigabyte of zeros once built) is refused from its declared shape."""
+    import grpc  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "log_prob"
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s)
+                                                  for s in (1 << 20, 28, 28, 1)])
+    request.inputs["images"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_shape=shape))
+    with grpc.insecure_channel(server["grpc"]) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Predict(request, timeout=60)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "exceeds the server's limit" in error.value.details()
