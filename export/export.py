@@ -20,7 +20,8 @@ Signatures (every input carries the batch dimension, as TF Serving's request bat
   temperature 1.0 for every image (so equal top halves give equal completions);
 - `complete`: `{"top_half", "seed": int64 [B], "temperature": float32 [B]}` -> `{"images"}`;
 - `sample`: `{"seed": int64 [B]}` -> `{"images": uint8 [B, H, W, C]}`, temperature 1.0;
-- `log_prob`: `{"images": uint8 [B, H, W, C]}` -> `{"log_prob": float32 [B] (nats), "bits_per_dim": float32 [B]}`.
+- `log_prob`: `{"images": uint8 [B, H, W, C]}` -> `{"log_prob": float32 [B] (nats), "bits_per_dim": float32 [B]}`;
+- `serve`: `serving_default` again, under the name of Keras' own exports (`keras.layers.TFSMLayer(path)` calls it).
 
 A class-conditional model (`num_classes`) takes one more input in every signature, `"label": int64 [B]` (the class
 of each image, checked to be in `0..num_classes-1`).
@@ -68,8 +69,10 @@ from imagetransformer.generation.sampling import Decoder, per_image_seeds
 from imagetransformer.programs import cli
 from imagetransformer.training import checkpoints
 
-SIGNATURES = ("serving_default", "complete", "sample", "log_prob")
-SUPER_RESOLUTION_SIGNATURES = ("serving_default", "super_resolve", "log_prob")
+# `serve` is `serving_default` under the endpoint name Keras' own exports use, so that
+# `keras.layers.TFSMLayer(path)` calls it by default.
+SIGNATURES = ("serving_default", "complete", "sample", "log_prob", "serve")
+SUPER_RESOLUTION_SIGNATURES = ("serving_default", "super_resolve", "log_prob", "serve")
 KERAS_DIR = "keras"
 SERVING_SEED = 0
 SERVING_TEMPERATURE = 1.0
@@ -296,6 +299,7 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH):
         signature_names(model)[1]: (generate_with_seeds, [inputs.source_spec(), *per_image, *inputs.label_specs()]),
         "log_prob": (log_prob, [tf.TensorSpec([None] * 4, tf.uint8, name="images"), *inputs.condition_specs()]),
     }
+    functions["serve"] = functions["serving_default"]
     if model.condition.completes_top_rows:
         functions["sample"] = (sample, [tf.TensorSpec([None], tf.int64, name="seed"), *inputs.label_specs()])
     return {name: functions[name] for name in signature_names(model)}

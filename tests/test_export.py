@@ -314,6 +314,16 @@ def test_keras_file_loads_in_another_project(exported, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "log_prob.npy"), model.log_prob(images).numpy(), rtol=1e-5)
 
 
+def test_tfsm_layer_calls_the_export_by_default(exported):
+    """`keras.layers.TFSMLayer(path)` (endpoint `serve`, as for Keras' own exports) completes top halves."""
+    model, _, export_dir = exported
+    images = random_images(2, IMAGE_SHAPE, seed=5)
+    layer = keras.layers.TFSMLayer(os.path.join(export_dir, "1"))
+    completed = keras.ops.convert_to_numpy(layer(tf.constant(images[:, :KNOWN_ROWS]))["images"])
+    expected = it.complete(model, images, KNOWN_ROWS, seed=np.zeros(2, np.int64), jit_compile=False).numpy()
+    np.testing.assert_array_equal(completed, expected)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Versions, overwrite, atomicity (a stand-in archive keeps these fast; the real one is exercised above).
 # ----------------------------------------------------------------------------------------------------------------
