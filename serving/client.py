@@ -53,13 +53,23 @@ def read_image(path, channels=None):
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode == "F":
+                raise ClientError(f"--image={path} holds floating-point pixels, whose scale is ambiguous; save it "
+                                  "as an 8-bit image (values 0..255)")
+            if image.mode.startswith("I"):  # 16-bit (or 32-bit) grayscale: scaled by its bit depth, not clipped
+                wide = np.asarray(image, np.int64)
+                bits = 16 if image.mode.startswith("I;16") or wide.max(initial=0) <= 65535 else 32
+                array = np.round(wide * (255.0 / (2**bits - 1))).astype(np.uint8)[..., None]
+                return np.repeat(array, 3, axis=-1) if channels == 3 else array
             if channels is None:
-                channels = 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+                channels = 1 if image.mode in ("1", "L", "LA") else 3
             image = image.convert("L" if channels == 1 else "RGB")
     except FileNotFoundError:
         raise ClientError(f"--image={path} does not exist")
     except IsADirectoryError:
         raise ClientError(f"--image={path} is a directory, not an image file")
+    except Image.DecompressionBombError as e:
+        raise ClientError(f"--image={path} is too large to decode safely ({e})")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ClientError(f"--image={path} is not an image file that Pillow can read (PNG, JPEG, ...): {e}")
     array = np.asarray(image, np.uint8)
@@ -75,11 +85,22 @@ def write_image(path, images):
         raise ClientError(f"the server returned images of shape {list(images.shape)}, expected [N, H, W, 1 or 3]")
     strip = np.concatenate(list(images), axis=1)
     strip = strip[..., 0] if strip.shape[-1] == 1 else strip
+    if os.path.isdir(path):
+        raise ClientError(f"--output={path} is a directory; name a .png file")
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise ClientError(f"cannot create the folder of --output={path}: {e}")
     tmp = f"{path}.tmp.png"
-    Image.fromarray(strip).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(strip).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ClientError(f"cannot write --output={path}: {e}")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def top_half(image):
@@ -92,6 +113,10 @@ def top_half(image):
 # ----------------------------------------------------------------------------------------------------------------
 def _rest_base(server):
     server = server if "://" in server else f"http://{server}"
+    netloc = server.split("://", 1)[1].split("/", 1)[0]
+    port = netloc.rsplit(":", 1)[1] if ":" in netloc else "80"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClientError(f"--server={server}: the port {port!r} must be a number in 1..65535 (host:port)")
     return server.rstrip("/")
 
 
@@ -109,8 +134,14 @@ def _rest_call(url, payload=None, timeout=60.0):
         except (ValueError, KeyError, TypeError):
             message = body.decode(errors="replace").strip() or e.reason
         raise ClientError(f"server error (HTTP {e.code}) from {url}: {short_message(message)}")
+    except TimeoutError:
+        raise ClientError(f"{url} did not answer within {timeout:g} s (the server is busy or the model slow; raise "
+                          "--timeout)")
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
+        if isinstance(reason, TimeoutError):
+            raise ClientError(f"{url} did not answer within {timeout:g} s (the server is busy or the model slow; "
+                              "raise --timeout)")
         raise ClientError(f"cannot reach {url}: {reason}")
     except ValueError as e:
         raise ClientError(f"{url} did not answer with JSON: {e}")
@@ -210,6 +241,8 @@ def build_inputs(signature, image=None, seed=0, temperature=1.0, num_images=1, l
     class, for a class-conditional model's signatures (input `label`, one per image)."""
     if signature in ("serving_default", "complete", "log_prob", "super_resolve") and image is None:
         raise ClientError(f"--signature={signature} needs --image")
+    if not -2**63 <= seed <= 2**63 - num_images:
+        raise ClientError(f"--seed={seed} must fit in int64 (the signatures' seed dtype)")
     inputs = _inputs(signature, image, seed, temperature, num_images)
     if label is not None:
         if signature == "super_resolve":

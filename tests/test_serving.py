@@ -426,3 +426,26 @@ def test_grpc_tensor_declaring_a_huge_shape_is_refused_before_it_is_built(server
             stub.Predict(request, timeout=60)
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "exceeds the server's limit" in error.value.details()
+
+
+def test_client_scales_16_bit_images_and_refuses_float_ones(tmp_path):
+    """A 16-bit PNG keeps its grey levels (scaled by bit depth, not clipped at 255); a float TIFF is refused."""
+    wide = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(wide).save(tmp_path / "wide.png")  # mode I;16
+    image = client.read_image(str(tmp_path / "wide.png"))
+    assert image.shape == (8, 8, 1) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image[..., 0], np.round(wide.astype(np.int64) * 255 / 65535).astype(np.uint8))
+    assert client.read_image(str(tmp_path / "wide.png"), channels=3).shape == (8, 8, 3)
+    Image.fromarray(np.full([8, 8], 0.5, np.float32), "F").save(tmp_path / "float.tiff")
+    with pytest.raises(client.ClientError, match="floating-point pixels"):
+        client.read_image(str(tmp_path / "float.tiff"))
+
+
+def test_client_bad_output_server_and_seed_are_one_line_errors(tmp_path):
+    with pytest.raises(client.ClientError, match="is a directory"):
+        client.write_image(str(tmp_path), np.zeros([1, 4, 4, 1], np.uint8))
+    assert not any(name.endswith(".tmp.png") for name in os.listdir(tmp_path.parent))
+    with pytest.raises(client.ClientError, match="port 'notaport' must be a number"):
+        client.predict_rest("localhost:notaport", MODEL, "sample", {"seed": np.zeros([1], np.int64)})
+    with pytest.raises(client.ClientError, match="must fit in int64"):
+        client.build_inputs("sample", seed=2**70)

@@ -75,6 +75,12 @@ class ImageData:
     num_classes: Optional[int]
     source: str
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the images are already in memory (Debian's files are read whole), so a cache would only copy
+        them (and warn when training stops before its first full pass)."""
+        return self.source.startswith("debian:")
+
 
 class DatasetUnavailableError(RuntimeError, ValueError):
     """A dataset that is neither on this machine nor downloadable; the message says how to get it.

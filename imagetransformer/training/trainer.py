@@ -271,7 +271,7 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
     checkpoints.save_config(model_dir, model_kwargs, data=checkpoints.normalized(data_section),
                             train=checkpoints.normalized(train_section))
 
-    train_ds = data_lib.make_pipeline(train_data.dataset, batch_size, training=True,
+    train_ds = data_lib.make_pipeline(train_data.dataset, batch_size, training=True, cache=not train_data.in_memory,
                                       shuffle_buffer=config["shuffle_buffer"], with_labels=with_labels,
                                       seed=config["seed"] + initial_step)  # a resumed run sees new orders
     val_ds = None
