@@ -637,3 +637,25 @@ def test_an_edited_config_json_is_refused_not_loaded_as_another_model(tmp_path, 
             del f.attrs[checkpoints.CONFIG_ATTRIBUTE]
         with pytest.raises(checkpoints.CheckpointError, match=r"holds 26 weights .* has 16"):
             checkpoints.load_model(model_dir)
+
+
+@needs_fashion_mnist
+def test_tensorboard_epoch_and_batch_summaries_share_the_step_axis(tmp_path):
+    """Epoch scalars are written at the optimizer step the epoch ended on, like batch scalars, also after a resume."""
+    import glob  # pylint: disable=import-outside-toplevel
+
+    from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=import-outside-toplevel
+
+    model_dir = str(tmp_path)
+    trainer.train(tiny(train_steps=4, steps_per_epoch=2, val_examples=4), model_dir, verbose=0)
+    trainer.train(tiny(train_steps=6, steps_per_epoch=2, val_examples=4), model_dir, verbose=0)  # resumed
+    steps = {}  # (train | validation, tag) -> steps
+    for path in glob.glob(os.path.join(model_dir, "logs", "*", "events.*")):
+        events = event_accumulator.EventAccumulator(path, size_guidance={"tensors": 0})
+        events.Reload()
+        for tag in events.Tags()["tensors"]:
+            key = (os.path.basename(os.path.dirname(path)), tag)
+            steps.setdefault(key, set()).update(e.step for e in events.Tensors(tag))
+    assert steps[("train", "batch_loss")] == {2, 4, 6}, steps
+    assert steps[("train", "epoch_loss")] == {2, 4, 6}, steps
+    assert steps[("validation", "epoch_bits_per_dim")] == {2, 4, 6}, steps

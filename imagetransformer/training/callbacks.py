@@ -129,6 +129,11 @@ class TensorBoard(keras.callbacks.TensorBoard):
         super().on_train_begin(logs)
         self._global_train_batch = optimizer_step(self.model)
 
+    def on_epoch_end(self, epoch, logs=None):
+        """Epoch summaries (`epoch_loss`, `epoch_val_bits_per_dim`, ...) at the optimizer step the epoch ended on,
+        the same axis as the batch summaries and the completion images, instead of at the epoch number."""
+        del epoch
+        super().on_epoch_end(optimizer_step(self.model), logs)
 
 
 def completion_images(val_data, count, model_dir, with_labels=False):
