@@ -91,9 +91,10 @@ def from_preset(preset, compile=True):  # pylint: disable=redefined-builtin
 
 def _card(name, metadata, config, commands, notes):
     model = config["model"]
-    rows = "\n".join(f"| {key} | {metadata[key]} |" for key in METADATA_KEYS if metadata.get(key) is not None)
-    model_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(model.items()))
+    rows = "\n".join(f"| {key} | {metadata[key]} |" for key in METADATA_KEYS
+                     if metadata.get(key) is not None and key != "description")
     train = config.get("train", {})
+    model_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(model.items()))
     train_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(train.items()))
     command_block = "\n".join(commands)
     return f"""# {name}
@@ -116,9 +117,9 @@ bottom half, the original).
 
 ## Data
 
-{metadata['dataset']}: trained on the training split `{config.get('data', {}).get('train_split', 'train')}`, validated
-on `{config.get('data', {}).get('val_split')}`; bits/dim above are over the whole test split (never used for
-choices). License of the data: {metadata['data_license']}.
+{metadata['dataset']}: trained on `{train.get('train_split', 'train')}`, validated on `{train.get('val_split')}` (held-out
+training images); the bits/dim above are over the whole test split, which no choice was made on. License of the
+data: {metadata['data_license']}.
 
 ## Reproduce
 
