@@ -203,7 +203,7 @@ except tf.errors.InvalidArgumentError as e:
 """
     run = run_python("-c", script, cwd=tmp_path, pythonpath=None)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "['log_prob', 'serving_default', 'super_resolve']" in run.stdout and "refused: True" in run.stdout
+    assert "['log_prob', 'serve', 'serving_default', 'super_resolve']" in run.stdout and "refused: True" in run.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
     np.testing.assert_allclose(np.load(tmp_path / "bits.npy"), model.bits_per_dim(images, low_res=low_res),
                                rtol=1e-5)
