@@ -57,7 +57,6 @@ import dataclasses
 import fcntl
 import math
 import shutil
-import sys
 import tempfile
 
 from absl import app
@@ -182,9 +181,7 @@ class _Inputs:
 
     def condition_specs(self):
         """`log_prob`'s inputs beside the images: `label` or `low_res` (none for an unconditional model)."""
-        if self.condition.serving_name == "low_res":
-            return [tf.TensorSpec([None] * 4, tf.uint8, name="low_res")]
-        return self.label_specs()
+        return self.label_specs() if self.condition.completes_top_rows else [self.source_spec()]
 
     # Checks.
     def check_source(self, source):
@@ -296,7 +293,7 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH):
     per_image = [tf.TensorSpec([None], tf.int64, name="seed"), tf.TensorSpec([None], tf.float32, name="temperature")]
     functions = {
         "serving_default": (serving_default, [inputs.source_spec(), *inputs.label_specs()]),
-        signature_names(model)[1]: (generate_with_seeds, [inputs.source_spec(), *per_image, *inputs.label_specs()]),
+        "complete" if model.condition.completes_top_rows else "super_resolve": (generate_with_seeds, [inputs.source_spec(), *per_image, *inputs.label_specs()]),
         "log_prob": (log_prob, [tf.TensorSpec([None] * 4, tf.uint8, name="images"), *inputs.condition_specs()]),
     }
     functions["serve"] = functions["serving_default"]

@@ -21,11 +21,10 @@ from imagetransformer.data import resize
 
 
 class Condition:
-    """Base class. Subclasses set `key`, `task`, `serving_name` and implement `check` and `spec`."""
+    """Base class. Subclasses set `key` and `task` and implement `check` and `spec`."""
 
     key = None            # the model input beside "images" (None: the model takes images alone)
     task = "generation"   # what the model is for, as presets and configurations name it
-    serving_name = None   # the exported signatures' input name
     needs_labels = False  # whether dataset examples must carry their class labels
     completes_top_rows = True  # False: images are generated whole given the condition (super-resolution)
 
@@ -62,7 +61,6 @@ class ClassLabel(Condition):
 
     key = "labels"
     task = "class_conditional"
-    serving_name = "label"
     needs_labels = True
 
     def __init__(self, num_classes):
@@ -100,7 +98,6 @@ class LowResImage(Condition):
 
     key = "low_res"
     task = "super_resolution"
-    serving_name = "low_res"
     completes_top_rows = False
 
     def __init__(self, low_res_shape, scale):

@@ -581,8 +581,7 @@ def test_completion_images_are_written_to_tensorboard(tmp_path):
 _HOLD = """
 import sys, time
 from imagetransformer.training import checkpoints
-with checkpoints.exclusive(sys.argv[1]) as claim:
-    claim()
+with checkpoints.exclusive(sys.argv[1]):
     print("holding", flush=True)
     time.sleep(600)
 """

@@ -2,7 +2,6 @@
 PSNR/SSIM of samples against bicubic upsampling): what `python -m imagetransformer.evaluate` prints."""
 
 import dataclasses
-import math
 
 from absl import logging
 import keras
@@ -81,9 +80,7 @@ def evaluate(model_dir, split="test", eval_examples=None, batch_size=DEFAULT_BAT
     def summed_bits(batch, labels):
         # Each image given its condition: its class, its downsampled version, or nothing.
         condition = model.condition.from_examples(batch, labels)
-        inputs = batch if condition is None else {"images": batch, model.condition_key: condition}
-        nats = -model.log_prob_from_params(model(inputs, training=False), batch)
-        bits = nats / (model.num_dimensions * math.log(2.0))
+        bits = model.bits_per_dim(batch, **({} if condition is None else {model.condition_key: condition}))
         return tf.reduce_sum(tf.cast(bits, tf.float64)), tf.shape(bits)[0]
 
     total, count = 0.0, 0

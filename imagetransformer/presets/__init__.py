@@ -28,8 +28,12 @@ import shutil
 
 import keras
 
+from imagetransformer import models
+from imagetransformer.evaluation import evaluator
+from imagetransformer.training import checkpoints
+
 PRESETS_DIR = os.path.dirname(os.path.abspath(__file__))
-MODEL_FILE = "model.keras"
+MODEL_FILE = checkpoints.MODEL_FILE
 METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
 GRID_FILE = "completions.png"
@@ -78,10 +82,7 @@ def from_preset(preset, compile=True):  # pylint: disable=redefined-builtin
     With `compile=True` it is compiled (Adam, the models' own likelihood loss), so `evaluate` and `fit` (fine-
     tuning) work at once.
     """
-    # Imported here: `imagetransformer.models` imports this module for `from_preset` class methods.
-    from imagetransformer import models  # pylint: disable=import-outside-toplevel,cyclic-import
-
-    model = keras.models.load_model(os.path.join(path(preset), MODEL_FILE), safe_mode=True, compile=False)
+    model = checkpoints.load_model(path(preset))  # keras.models.load_model(..., safe_mode=True)
     if not isinstance(model, models.AutoregressiveImageModel):
         raise PresetError(f"{preset!r} holds a {type(model).__name__}, not one of this project's models.")
     if compile:
@@ -147,17 +148,17 @@ wall-clock budget per invocation.
 
 def write_preset(model_dir, name, description, commands=(), notes="", output_root=PRESETS_DIR,
                  eval_examples=None, steps=None, train_minutes=None, progress=True):
+    # `steps` and `train_minutes`: the training run's, for the card (the model directory does not record them).
     """Makes the preset folder `output_root/name` from the trained model directory `model_dir`.
 
     Evaluates the model on its dataset's test split (all of it unless `eval_examples`), writes its completion grid,
     the `.keras` model, its configuration, metadata and model card into a temporary folder and renames it into
     place (an existing preset of that name is replaced only when the new one is complete). Returns the metadata.
     """
-    # pylint: disable=import-outside-toplevel,cyclic-import
-    from imagetransformer.evaluation import evaluator
+    # The programs define their absl flags when imported: only here, where their grid drawing is used.
+    # pylint: disable=import-outside-toplevel
     from imagetransformer.programs import complete as complete_program
     from imagetransformer.programs import super_resolve as super_resolve_program
-    from imagetransformer.training import checkpoints
 
     model = checkpoints.load_model(model_dir)
     config = checkpoints.load_config(model_dir)
@@ -181,7 +182,7 @@ def write_preset(model_dir, name, description, commands=(), notes="", output_roo
         task=model.condition.task,
         model=model_config.get("model"),
         attention=model_config.get("attention") if model_config.get("model") != "pixelcnnpp" else None,
-        parameters=model.count_params(), steps=steps or _trained_steps(model_dir, config),
+        parameters=model.count_params(), steps=steps,
         train_minutes=train_minutes, test_bits_per_dim=round(result.bits_per_dim, 4),
         test_images=result.num_examples, check_bits_per_dim=round(check.bits_per_dim, 4), data_license=DATA_LICENSES.get(dataset, "see the dataset's card"))
     with open(os.path.join(tmp, METADATA_FILE), "w") as f:
@@ -194,15 +195,3 @@ def write_preset(model_dir, name, description, commands=(), notes="", output_roo
     os.replace(tmp, folder)
     return metadata
 
-
-def _trained_steps(model_dir, config):
-    """Optimizer steps of a model directory's run, from its backup's metadata (None when unknown)."""
-    from imagetransformer.training import checkpoints  # pylint: disable=import-outside-toplevel
-
-    path = os.path.join(model_dir, checkpoints.BACKUP_DIR, checkpoints.BACKUP_METADATA)
-    try:
-        with open(path) as f:
-            state = json.load(f)
-        return int(state["epoch"]) * int(config["train"]["steps_per_epoch"]) + int(state.get("batch", -1)) + 1
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

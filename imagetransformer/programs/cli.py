@@ -18,7 +18,7 @@ import sys
 from absl import flags
 from absl import logging
 
-from imagetransformer import models
+from imagetransformer import models, presets
 
 from imagetransformer.training import configs, distribute
 from imagetransformer.layers.embedding import STARTS, VALUE_EMBEDDINGS
@@ -232,8 +232,6 @@ def define_model_source_flags(what="a directory written by imagetransformer.trai
 def model_source(what="a directory written by imagetransformer.train"):
     """The model directory of `--model_dir` or `--preset` (a preset's folder); exits with one line unless exactly
     one of them is given or the preset is unknown."""
-    from imagetransformer import presets  # pylint: disable=import-outside-toplevel
-
     if FLAGS.model_dir and FLAGS.preset:
         fail("give --model_dir or --preset, not both.")
     if FLAGS.preset:

@@ -170,9 +170,9 @@ def exclusive(model_dir):
 
     A second run on the same directory (which would resume from the first run's live backup and overwrite its
     weights) is refused at once with a `CheckpointError` naming the holder. The kernel releases the lock when the
-    process ends, however it ends, so a crashed run leaves no stale lock. The lock creates no file (a refused
-    run changes nothing); `RUN_FILE` describes the holder while it runs. File systems without `flock` on
-    directories run unlocked.
+    process ends, however it ends, so a crashed run leaves no stale lock. `RUN_FILE` describes the holder while it
+    runs and is removed when it ends, so a run that stops at a check leaves the directory as it was. File systems
+    without `flock` on directories run unlocked.
     """
     created = not os.path.isdir(model_dir)
     os.makedirs(model_dir, exist_ok=True)
@@ -195,7 +195,9 @@ def exclusive(model_dir):
                 "to end, or choose another --model_dir.") from None
     run_file = os.path.join(model_dir, RUN_FILE)
     try:
-        yield lambda: _write_run_file(run_file)
+        if fd is not None:
+            _write_run_file(run_file)  # removed again below: a refused run changes nothing
+        yield
     finally:
         if fd is not None:
             if os.path.exists(run_file):

@@ -208,7 +208,7 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     config = check_config(config)
     if not model_dir:
         raise ValueError("--model_dir is required: the directory to write the model into (e.g. runs/demo).")
-    train_steps, batch_size = config["train_steps"], config["batch_size"]
+    batch_size = config["batch_size"]
     strategy_obj = distribute.get_strategy(strategy, tpu)
     replicas = strategy_obj.num_replicas_in_sync
     if not distribute.is_chief(strategy_obj):
@@ -221,13 +221,12 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     if batch_size % replicas:
         raise ValueError(f"--batch_size={batch_size} must be a multiple of the {replicas} replicas of "
                          f"--strategy={strategy}.")
-    with checkpoints.exclusive(model_dir) as claim:
-        return _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images,
-                      claim)
+    with checkpoints.exclusive(model_dir):
+        return _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images)
 
 
-def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images, claim):
-    """`train` in a model directory held by this run (`claim()` records it there once the checks passed)."""
+def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images):
+    """`train` in a model directory held by this run."""
     train_steps, batch_size = config["train_steps"], config["batch_size"]
     replicas = strategy_obj.num_replicas_in_sync
 
@@ -264,7 +263,6 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
               "nothing to do (raise --train_steps to train on).", flush=True)
         return TrainResult(model, None, initial_step, initial_step, None)
 
-    claim()
     data_section, _, train_section = configs.split(config)
     data_section["image_shape"] = list(train_data.image_shape)
     train_section.update(strategy=strategy, replicas=replicas)
