@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
+from imagetransformer.generation import sampling
 from conftest import random_images, tiny_kwargs
 
 CASES = list(itertools.product(("global", "local_1d", "local_2d"), ("dmol", "categorical")))
@@ -35,6 +36,38 @@ def test_cached_step_parameters_equal_teacher_forced_parameters(attention, distr
     teacher_forced = model(completed).numpy()
     generated = step_params.numpy()[:, known_rows:]
     np.testing.assert_allclose(generated, teacher_forced[:, known_rows:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("attention,distribution,stem", [("global", "dmol", 0), ("local_1d", "dmol", 0), ("local_2d", "dmol", 0),
+                                                        ("global", "categorical", 0), ("local_1d", "dmol", 2)])
+def test_graph_decoding_writes_caches_in_place_and_equals_xla_decoding(attention, distribution, stem):
+    """Without XLA the step loop writes its caches in place (what TF Serving runs); it must compute exactly what
+    the functional XLA loop computes, and never write into the tensors it was given."""
+    model = _model(attention, distribution)
+    if stem:
+        model = it.ImageTransformer(**{**model.get_config(), "conv_stem_layers": stem, "conv_stem_kernel": (1, 1)})
+    images = random_images(2, model.image_shape)
+    known_rows = 2
+    xla, xla_params = it.complete(model, images, known_rows, seed=5, return_params=True, jit_compile=True)
+    graph, graph_params = it.complete(model, images, known_rows, seed=5, return_params=True, jit_compile=False)
+    np.testing.assert_array_equal(graph.numpy(), xla.numpy())
+    np.testing.assert_allclose(graph_params.numpy()[:, known_rows:], xla_params.numpy()[:, known_rows:],
+                               rtol=1e-5, atol=1e-5)
+
+    decoder = sampling.get_decoder(model, jit_compile=False)
+    tokens = model.order.to_sequence(tf.cast(images, tf.int32))
+    known = model.order.known_length(known_rows)
+    state = decoder.cached.init_state(tokens, known)
+    before = tf.nest.map_structure(lambda t: t.numpy().copy(), state)
+    noise = decoder.noise(sampling.per_image_seeds(5, 2))
+    args = (tokens, state, tf.constant(known), tf.constant(model.order.length), noise, tf.ones([2]))
+    decode = decoder._decode_fns["cached"]  # pylint: disable=protected-access
+    first = decode(*args)[0].numpy()
+    tf.nest.map_structure(np.testing.assert_array_equal, tf.nest.map_structure(lambda t: t.numpy(), state), before)
+    np.testing.assert_array_equal(decode(*args)[0].numpy(), first)  # the same inputs, the same images
+    ops = {node.op for f in decode.get_concrete_function(*args).graph.as_graph_def().library.function
+           for node in f.node_def}
+    assert "InplaceUpdate" in ops  # the caches' writes (only the small token canvas is scattered)
 
 
 @pytest.mark.parametrize("attention,distribution", CASES)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from imagetransformer import conditioning
+from imagetransformer.layers import cache_writes
 
 _DECODERS = weakref.WeakKeyDictionary()
 
@@ -124,19 +125,24 @@ class Decoder:
     without caches). The graph-building methods (`decode`, `complete_tokens`) take and return tensors and use only
     standard TensorFlow ops, so the exported SavedModel signatures call them directly.
 
+    Without XLA the loops write their caches in place (`imagetransformer.layers.cache_writes`): TensorFlow's
+    graph executor would otherwise copy every layer's cache on every step.
+
     Args:
         model: an `ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`.
-        jit_compile: compile the step loop with XLA (in-process sampling only; keep it out of exports).
+        jit_compile: compile the step loop with XLA (in-process sampling, and exports made for TF Serving's
+            `--xla_cpu_compilation_enabled`).
     """
 
     def __init__(self, model, jit_compile=True):
         self.model = model
+        self.jit_compile = bool(jit_compile)
         self.order = model.order
         self.head = model.head
         self.cached = CachedStep(model) if model.supports_cache else None
         self.rerun = RerunStep(model)
         self._decode_fns = {
-            name: tf.function(lambda *args, step=step: self.decode(step, *args), jit_compile=jit_compile,
+            name: tf.function(lambda *args, step=step: self._decode_traced(step, *args), jit_compile=jit_compile,
                               reduce_retracing=True)
             for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None
         }
@@ -155,6 +161,10 @@ class Decoder:
     # ----------------------------------------------------------------------------------------------------------
     # The loop (graph).
     # ----------------------------------------------------------------------------------------------------------
+    def _decode_traced(self, step, *args):
+        with cache_writes.in_place_writes(not self.jit_compile):
+            return self.decode(step, *args)
+
     def decode(self, step, tokens, state, start, stop, noise, temperature, params=None):
         """Generates positions `[start, stop)` one per step in a `tf.while_loop`.
 
@@ -170,6 +180,7 @@ class Decoder:
         Returns:
             `(tokens, state, params)` after the steps.
         """
+        state = cache_writes.own_buffers(state)  # in-place writes must not touch the caller's tensors
         canvas = tf.transpose(tokens, [1, 0, 2])  # [length, B, token]: one slot per position
         noise = tf.transpose(noise, [1, 0, 2])  # [length, B, noise_size]
         sampler = Sampler(self.head, temperature)
@@ -204,8 +215,8 @@ class Decoder:
         noise = per_image_noise(seeds, self.order.length, self.head.noise_size)
         step = self.step_function()
         state = step.init_state(tokens, known_length, condition)
-        tokens, _, _ = self.decode(step, tokens, state, tf.constant(known_length, tf.int32),
-                                   tf.constant(self.order.length), noise, temperature)
+        tokens, _, _ = self._decode_traced(step, tokens, state, tf.constant(known_length, tf.int32),
+                                           tf.constant(self.order.length), noise, temperature)
         return tokens
 
     # ----------------------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ teacher-forced pass (tests check it).
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+from imagetransformer.layers import cache_writes
 
 
 def masking_bias(mask, dtype):
@@ -166,12 +169,18 @@ class MaskedSelfAttention(keras.layers.Layer):
     def _write_slot(window, kv, *slot):
         """`window` `[batch, heads, *cells, depth]` with `kv` `[batch, heads, depth]` written at cell `slot`.
 
-        XLA updates the buffer in place; TensorFlow's executor does when nothing else holds it.
+        Seen as rows of `depth` values, the cell of image `b` and head `h` is row `(b * heads + h) * cells +
+        ravel(slot)`: one `cache_writes.write_rows` of `batch * heads` rows (in place on the graph executor).
         """
-        batch, heads = tf.meshgrid(tf.range(tf.shape(window)[0]), tf.range(window.shape[1]), indexing="ij")
-        cell = [tf.fill(tf.shape(batch), s) for s in slot]
-        indices = tf.stack([batch, heads, *cell], axis=-1)  # [batch, heads, 2 + len(slot)]
-        return tf.tensor_scatter_nd_update(window, indices, kv)
+        shape = tf.shape(window)
+        cells = window.shape[2:-1]
+        cell = tf.constant(0, tf.int32)
+        for index, size in zip(slot, cells):  # ravel the cell index, row-major
+            cell = cell * size + tf.cast(index, tf.int32)
+        rows = tf.range(shape[0] * window.shape[1]) * int(np.prod(cells)) + cell  # [batch * heads]
+        depth = window.shape[-1]
+        written = cache_writes.write_rows(tf.reshape(window, [-1, depth]), rows, tf.reshape(kv, [-1, depth]))
+        return tf.reshape(written, shape)
 
     # Positions between window jumps; None: the window never jumps (`begin_block` is then never needed).
     decode_period = None

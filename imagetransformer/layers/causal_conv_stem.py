@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imagetransformer.layers import cache_writes
+
 
 def causal_mask(rows_above, cols_each_side, include_center):
     """The PixelCNN kernel mask of shape `[rows_above + 1, 2 * cols_each_side + 1]` (1 = the tap is used).
@@ -127,9 +129,11 @@ class CausalConvStem(keras.layers.Layer):
         value = self.embed_values(previous_token, channels)  # [batch, hidden]
         dtype = state[0].dtype
 
-        def write(grid, p, x):
-            cell = tf.stack([p // width + rows_above, p % width + cols])[None]  # [1, 2] in padded coordinates
-            return tf.tensor_scatter_nd_update(grid, cell, tf.cast(x, grid.dtype)[None])
+        def write(grid, p, x):  # grid [rows, cols, batch, hidden]: cell (r, c) is row r * cols + c
+            shape = tf.shape(grid)
+            cell = (p // width + rows_above) * grid.shape[1] + p % width + cols  # in padded coordinates
+            rows = tf.reshape(grid, [grid.shape[0] * grid.shape[1], -1])  # [cells, batch * hidden]
+            return tf.reshape(cache_writes.write_rows(rows, cell[None], tf.reshape(x, [1, -1])), shape)
 
         state = list(state)
         state[0] = write(state[0], previous, value)
