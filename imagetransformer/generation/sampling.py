@@ -130,8 +130,7 @@ class Decoder:
 
     Args:
         model: an `ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`.
-        jit_compile: compile the step loop with XLA (in-process sampling, and exports made for TF Serving's
-            `--xla_cpu_compilation_enabled`).
+        jit_compile: compile the step loop with XLA (in-process sampling only; keep it out of exports).
     """
 
     def __init__(self, model, jit_compile=True):
