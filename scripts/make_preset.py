@@ -1,7 +1,7 @@
 """Makes a preset folder (`imagetransformer/presets/<name>/`) from a trained model directory.
 
 ```
-.venv/bin/python scripts/make_preset.py --model_dir=/work/runs/study/local_1d --name=fashion_mnist_local_1d \
+PYTHONPATH=. .venv/bin/python scripts/make_preset.py --model_dir=/work/runs/study/local_1d --name=fashion_mnist_local_1d \
     --description="..." --steps=6400 --train_minutes=40 --command="python -m imagetransformer.train ..."
 ```
 Evaluates the model on the whole test split (and on the first 500 test images, the figure the tests reproduce),

@@ -98,6 +98,12 @@ def _card(name, metadata, config, commands, notes):
     model_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(model.items()))
     train_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(train.items()))
     command_block = "\n".join(commands)
+    if metadata["task"] == "super_resolution":
+        caption = ("Super-resolutions of the first test images, seed 0 (each row: the low-resolution input, bicubic "
+                   "upsampling,\nthe model's samples at temperatures 0.8 and 1.0, the original).")
+    else:
+        caption = ("Completions of the first test images at temperature 1.0, seed 0 (each row: the given top half, "
+                   "the model's\nbottom half, the original).")
     return f"""# {name}
 
 {metadata['description']}
@@ -113,8 +119,7 @@ model = it.from_preset("{name}")
 
 ![completions](completions.png)
 
-Completions of the first test images at temperature 1.0, seed 0 (each row: the given top half, the model's
-bottom half, the original).
+{caption}
 
 ## Data
 
