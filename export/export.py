@@ -30,12 +30,13 @@ A super-resolution model (`SuperResolutionTransformer`, `--task=super_resolution
 
 - `serving_default`: `{"low_res": uint8 [B, h, w, C]}` -> `{"images": uint8 [B, H, W, C]}`, seed 0, temperature 1.0;
 - `super_resolve`: `{"low_res", "seed": int64 [B], "temperature": float32 [B]}` -> `{"images"}` (the same images
-  as `it.super_resolve(model, low_res, temperature, seed=seeds)`);
+  as `it.super_resolve(model, low_res, temperature, seed=seeds, cache_dtype=...)` with the export's cache dtype);
 - `log_prob`: `{"images", "low_res"}` -> `{"log_prob", "bits_per_dim"}`.
 
 Image `i` is generated from the stateless seed pair `(seed[i], 0)`: the same pair `it.complete(model, images,
 known_rows=H//2, seed=seeds)` uses for a vector of seeds, so an image depends only on its own seed and top half,
-never on the rest of the batch. The signatures run the cached decoder (`Decoder(model, jit_compile=False)`): a
+never on the rest of the batch. The signatures run the cached decoder (`Decoder(model, jit_compile=False,
+cache_dtype=...)`, bfloat16 key/value caches unless `--cache_dtype=float32`): a
 prefill of the known rows, then one position per step in a `tf.while_loop`; standard TensorFlow ops only (no
 `py_function`, no XLA), so TF Serving runs them as they are. Inputs are checked inside the graph: a wrong shape,
 a batch mismatch between inputs or a temperature that is not finite and > 0 fails with a message naming what was
@@ -78,6 +79,12 @@ SERVING_TEMPERATURE = 1.0
 # Images per request the signatures accept (`--max_batch`): a request for more fails at once with a message,
 # instead of growing the server by gigabytes (log_prob of 2,048 28x28 images needs 11.6 GB).
 DEFAULT_MAX_BATCH = 64
+# Dtype of the key/value caches the generating signatures decode with (`--cache_dtype`). TF Serving runs them on
+# TensorFlow's graph executor, where a decoding step reads every layer's cache: bfloat16 halves those bytes
+# (the head, the sampler and `log_prob` stay float32). float32 samples exactly the distribution `log_prob` scores;
+# see BENCHMARKS.md ("Cached sampling") for the speed and for how little bfloat16 caches change the likelihood.
+CACHE_DTYPES = ("bfloat16", "float32")
+DEFAULT_CACHE_DTYPE = "bfloat16"
 
 
 class ExportError(ValueError):
@@ -223,17 +230,18 @@ class _Inputs:
         ]
 
 
-def signature_functions(model, max_batch=DEFAULT_MAX_BATCH):
+def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE):
     """`{name: (fn, input_signature)}` for `ExportArchive.add_endpoint`; graph-only, standard TF ops.
 
     One family for every model (`signature_names`): `serving_default` and `complete` (`super_resolve` for a
     super-resolution model) generate from the source input, `sample` from nothing, `log_prob` scores images; each
     takes the model's condition beside (see `_Inputs`). Every signature refuses more than `max_batch` images.
+    The generating signatures keep their key/value caches in `cache_dtype` (see `DEFAULT_CACHE_DTYPE`).
     """
     inputs = _Inputs(model, max_batch)
     height, width, channels = model.image_shape
     order = model.order
-    decoder = Decoder(model, jit_compile=False)
+    decoder = Decoder(model, jit_compile=False, cache_dtype=cache_dtype)
 
     def to_images(tokens, batch):
         return tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])
@@ -302,11 +310,11 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH):
     return {name: functions[name] for name in signature_names(model)}
 
 
-def export_archive(model, max_batch=DEFAULT_MAX_BATCH):
+def export_archive(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE):
     """A `keras.export.ExportArchive` tracking `model` with its signatures (`signature_names`)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, (fn, input_signature) in signature_functions(model, max_batch).items():
+    for name, (fn, input_signature) in signature_functions(model, max_batch, cache_dtype).items():
         archive.add_endpoint(name=name, fn=fn, input_signature=input_signature)
     return archive
 
@@ -332,7 +340,8 @@ def _paths(export_dir, version):
     return os.path.join(export_dir, str(version)), os.path.join(export_dir, KERAS_DIR, f"{version}.keras")
 
 
-def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEFAULT_MAX_BATCH):
+def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEFAULT_MAX_BATCH,
+                 cache_dtype=DEFAULT_CACHE_DTYPE):
     """Writes the SavedModel `<export_dir>/<version>/` and `<export_dir>/keras/<version>.keras` atomically.
 
     Args:
@@ -341,6 +350,8 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         version: positive integer; default: one more than the highest existing version, or 1.
         overwrite: replace an existing version (otherwise an `ExportError`).
         max_batch: the most images one request to a signature may hold.
+        cache_dtype: dtype of the generating signatures' key/value caches: `"bfloat16"` (default) or
+            `"float32"` (see `DEFAULT_CACHE_DTYPE`).
 
     Returns:
         An `ExportResult`.
@@ -352,6 +363,8 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         raise ExportError(f"--export_dir={export_dir} exists and is not a directory.")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ExportError(f"--max_batch={max_batch!r} must be a positive integer.")
+    if cache_dtype not in CACHE_DTYPES:
+        raise ExportError(f"--cache_dtype={cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}.")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ExportError(f"--version={version!r} must be a positive integer (TF Serving's version directory name).")
     created = []  # the base path and parents this export creates (removed again if they stay empty)
@@ -369,7 +382,7 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             pass  # no flock on this file system: unserialized, as before
-        return _export_locked(model, export_dir, version, overwrite, max_batch)
+        return _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype)
     finally:
         os.close(fd)  # releases the lock
         for directory in created:  # deepest first
@@ -377,7 +390,7 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
                 os.rmdir(directory)
 
 
-def _export_locked(model, export_dir, version, overwrite, max_batch):
+def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype):
     if version is None:
         version = max(existing_versions(export_dir), default=0) + 1
     saved_model_dir, keras_path = _paths(export_dir, version)
@@ -397,7 +410,7 @@ def _export_locked(model, export_dir, version, overwrite, max_batch):
     tmp = tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=export_dir)  # not an integer: TF Serving skips it
     try:
         new_saved_model, new_keras = os.path.join(tmp, "saved_model"), os.path.join(tmp, "model.keras")
-        export_archive(model, max_batch=max_batch).write_out(new_saved_model, verbose=False)
+        export_archive(model, max_batch=max_batch, cache_dtype=cache_dtype).write_out(new_saved_model, verbose=False)
         model.save(new_keras)
         # Move an old version aside into tmp (put back on failure), then the new files in; the SavedModel last,
         # so that TF Serving only sees the version once both artifacts are in place.
@@ -443,6 +456,9 @@ def _define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
     flags.DEFINE_integer("max_batch", DEFAULT_MAX_BATCH, "Most images one request to a signature may hold; larger "
                          "requests fail with a message (bounds the server's memory).", lower_bound=1)
+    flags.DEFINE_enum("cache_dtype", DEFAULT_CACHE_DTYPE, CACHE_DTYPES, "Dtype of the decoder's key/value caches in "
+                      "the generating signatures: bfloat16 reads half the bytes per step (about 1.5x faster on CPU); "
+                      "float32 samples the model's distribution exactly.")
     flags.mark_flags_as_required(["export_dir"])
 
 
@@ -454,7 +470,7 @@ def main(argv):
     try:
         model = checkpoints.load_model(model_dir)
         result = export_model(model, flags.FLAGS.export_dir, flags.FLAGS.version, flags.FLAGS.overwrite,
-                              flags.FLAGS.max_batch)
+                              flags.FLAGS.max_batch, flags.FLAGS.cache_dtype)
     except (checkpoints.CheckpointError, ExportError) as e:
         cli.fail(e)
     print(f"exported version {result.version}: SavedModel {result.saved_model_dir} "

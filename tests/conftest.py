@@ -10,6 +10,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from export.export import DEFAULT_CACHE_DTYPE  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -30,6 +32,11 @@ def tiny_kwargs(attention="global", distribution="dmol", image_shape=(4, 4, 3), 
     )
     kwargs.update(overrides)
     return kwargs
+
+
+# How the exported signatures decode (graph mode, the export's cache dtype): `it.complete(..., **AS_EXPORTED)`
+# reproduces a SavedModel's images bit for bit.
+AS_EXPORTED = {"jit_compile": False, "cache_dtype": DEFAULT_CACHE_DTYPE}
 
 
 def random_images(batch, image_shape, seed=0):

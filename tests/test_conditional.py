@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
-from conftest import random_images, run_python, tiny_kwargs
+from conftest import AS_EXPORTED, random_images, run_python, tiny_kwargs
 from imagetransformer.generation import sampling
 
 CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
@@ -122,7 +122,7 @@ def test_export_takes_labels_and_matches_python_in_a_fresh_process(tmp_path):
     model = conditional_model("local_1d", image_shape=(4, 4, 1), num_classes=3)
     result = export.export_model(model, str(tmp_path / "exported"))
     images = random_images(2, model.image_shape)
-    expected = sampling.complete(model, images, known_rows=2, seed=[4, 5], labels=[0, 2]).numpy()
+    expected = sampling.complete(model, images, known_rows=2, seed=[4, 5], labels=[0, 2], **AS_EXPORTED).numpy()
     np.save(tmp_path / "images.npy", images)
     script = f"""
 import numpy as np, tensorflow as tf

@@ -21,7 +21,7 @@ from export import export as export_lib
 from imagetransformer import models
 from imagetransformer.training import checkpoints
 
-from conftest import random_images, tiny_kwargs
+from conftest import AS_EXPORTED, random_images, tiny_kwargs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")  # .venv/bin/saved_model_cli
@@ -219,16 +219,15 @@ def test_seeds_reproduce_and_differ(fresh):
 
 
 def test_saved_model_equals_in_process_decoding(exported, fresh):
-    """Measured: the SavedModel's completions equal `it.complete` bit for bit, with and without XLA."""
+    """Measured: the SavedModel's completions equal `it.complete` with the export's cache dtype bit for bit."""
     model = exported[0]
     inputs, out, _ = fresh
     images, seeds, temperature = inputs["images"], inputs["seeds"], inputs["temperature"]
-    for jit in (False, True):
-        expected = it.complete(model, images, KNOWN_ROWS, temperature=temperature, seed=seeds, jit_compile=jit)
-        np.testing.assert_array_equal(out["complete"], expected.numpy())
-    expected = it.complete(model, images, KNOWN_ROWS, temperature=1.0, seed=np.zeros(3, np.int64), jit_compile=False)
+    expected = it.complete(model, images, KNOWN_ROWS, temperature=temperature, seed=seeds, **AS_EXPORTED)
+    np.testing.assert_array_equal(out["complete"], expected.numpy())
+    expected = it.complete(model, images, KNOWN_ROWS, temperature=1.0, seed=np.zeros(3, np.int64), **AS_EXPORTED)
     np.testing.assert_array_equal(out["serving_default"], expected.numpy())
-    expected = it.sample(model, 3, temperature=1.0, seed=seeds, jit_compile=False)
+    expected = it.sample(model, 3, temperature=1.0, seed=seeds, **AS_EXPORTED)
     np.testing.assert_array_equal(out["sample"], expected.numpy())
 
 
@@ -284,7 +283,7 @@ def test_saved_model_cli_run_serving_default(exported, tmp_path):
                  cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     completed = np.load(tmp_path / "out" / "images.npy")
-    expected = it.complete(model, images, KNOWN_ROWS, seed=np.zeros(2, np.int64), jit_compile=False)
+    expected = it.complete(model, images, KNOWN_ROWS, seed=np.zeros(2, np.int64), **AS_EXPORTED)
     np.testing.assert_array_equal(completed, expected.numpy())
 
 
@@ -320,7 +319,7 @@ def test_tfsm_layer_calls_the_export_by_default(exported):
     images = random_images(2, IMAGE_SHAPE, seed=5)
     layer = keras.layers.TFSMLayer(os.path.join(export_dir, "1"))
     completed = keras.ops.convert_to_numpy(layer(tf.constant(images[:, :KNOWN_ROWS]))["images"])
-    expected = it.complete(model, images, KNOWN_ROWS, seed=np.zeros(2, np.int64), jit_compile=False).numpy()
+    expected = it.complete(model, images, KNOWN_ROWS, seed=np.zeros(2, np.int64), **AS_EXPORTED).numpy()
     np.testing.assert_array_equal(completed, expected)
 
 
@@ -515,3 +514,19 @@ def test_requests_beyond_max_batch_are_refused_before_decoding(tmp_path):
     assert signatures["log_prob"](images=tf.zeros([2, 4, 4, 1], tf.uint8))["log_prob"].shape == (2,)
     with pytest.raises(export_lib.ExportError, match="--max_batch=0 must be a positive integer"):
         export_lib.export_model(model, str(tmp_path / "other"), max_batch=0)
+
+
+def test_cache_dtype_option(tmp_path):
+    """`--cache_dtype=float32` exports the exact decoder (equal to in-process XLA decoding); bfloat16 is the
+    default; anything else is refused before anything is written."""
+    keras.utils.set_random_seed(0)
+    model = it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=(4, 4, 1)))
+    images = random_images(2, model.image_shape, seed=3)
+    fn, specs = export_lib.signature_functions(model, cache_dtype="float32")["complete"]
+    exact = tf.function(fn, input_signature=specs)(images[:, :2], np.array([4, 5], np.int64), np.ones(2, np.float32))
+    expected = it.complete(model, images, 2, seed=[4, 5], jit_compile=True)
+    np.testing.assert_array_equal(exact["images"].numpy(), expected.numpy())
+    assert export_lib.DEFAULT_CACHE_DTYPE == "bfloat16"
+    with pytest.raises(export_lib.ExportError, match="--cache_dtype='float16' must be one of bfloat16, float32"):
+        export_lib.export_model(model, str(tmp_path / "exported"), cache_dtype="float16")
+    assert not (tmp_path / "exported").exists()

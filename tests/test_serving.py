@@ -26,7 +26,7 @@ import imagetransformer as it
 from export import export as export_lib
 from serving import client
 
-from conftest import random_images, tiny_kwargs
+from conftest import AS_EXPORTED, random_images, tiny_kwargs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING = os.path.join(REPO, "serving")
@@ -107,7 +107,7 @@ def read_png(path):
 
 def expected_completion(model, pixels, seed=0, temperature=1.0):
     return it.complete(model, pixels[None], KNOWN_ROWS, temperature=temperature, seed=np.array([seed], np.int64),
-                       jit_compile=False).numpy()[0]
+                       **AS_EXPORTED).numpy()[0]
 
 
 def cli(*flags):
@@ -153,7 +153,7 @@ def test_sample_and_log_prob_signatures(server, model, image_file, tmp_path, use
     address = server["grpc" if use_grpc else "rest"]
     outputs = client.run(address, "sample", output=str(tmp_path / "s.png"), use_grpc=use_grpc, seed=7, num_images=2,
                          timeout=TIMEOUT)
-    expected = it.sample(model, 2, seed=np.array([7, 8], np.int64), jit_compile=False).numpy()
+    expected = it.sample(model, 2, seed=np.array([7, 8], np.int64), **AS_EXPORTED).numpy()
     np.testing.assert_array_equal(outputs["images"], expected)
     np.testing.assert_array_equal(read_png(tmp_path / "s.png"), np.concatenate(list(expected), axis=1))
     scores = client.run(address, "log_prob", path, use_grpc=use_grpc, timeout=TIMEOUT)
@@ -345,7 +345,8 @@ def test_super_resolve_signature_from_the_cli(tmp_path, use_grpc):
     export_lib.export_model(model, export_dir)
     small = resize.downsample(random_images(1, model.image_shape, seed=4), 2).numpy()[0]  # [2, 2, 1]
     Image.fromarray(small[..., 0]).save(tmp_path / "small.png")
-    expected = it.super_resolve(model, small[None], temperature=0.7, seed=np.array([5], np.int64)).numpy()[0]
+    expected = it.super_resolve(model, small[None], temperature=0.7, seed=np.array([5], np.int64),
+                                **AS_EXPORTED).numpy()[0]
     with running_server(export_dir, str(tmp_path)) as addresses:
         flags = ["--grpc", f"--server={addresses['grpc']}"] if use_grpc else [f"--server={addresses['rest']}"]
         run = cli(*flags, "--signature=super_resolve", f"--image={tmp_path / 'small.png'}", "--seed=5",

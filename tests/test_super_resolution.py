@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
-from conftest import random_images, run_python, tiny_kwargs
+from conftest import AS_EXPORTED, random_images, run_python, tiny_kwargs
 from imagetransformer.data import resize
 from imagetransformer.evaluation import super_resolution_metrics
 from imagetransformer.generation import sampling
@@ -181,7 +181,7 @@ def test_export_super_resolves_like_python_in_a_fresh_process(tmp_path):
     result = export.export_model(model, str(tmp_path / "exported"))
     images = random_images(2, model.image_shape)
     low_res = resize.downsample(images, 2).numpy()
-    expected = it.super_resolve(model, low_res, temperature=[1.0, 0.5], seed=[4, 5]).numpy()
+    expected = it.super_resolve(model, low_res, temperature=[1.0, 0.5], seed=[4, 5], **AS_EXPORTED).numpy()
     np.save(tmp_path / "images.npy", images)
     np.save(tmp_path / "low_res.npy", low_res)
     script = f"""
@@ -208,7 +208,8 @@ except tf.errors.InvalidArgumentError as e:
     np.testing.assert_allclose(np.load(tmp_path / "bits.npy"), model.bits_per_dim(images, low_res=low_res),
                                rtol=1e-5)
     loaded = keras.models.load_model(result.keras_path, safe_mode=True)
-    np.testing.assert_array_equal(it.super_resolve(loaded, low_res, temperature=[1.0, 0.5], seed=[4, 5]), expected)
+    np.testing.assert_array_equal(it.super_resolve(loaded, low_res, temperature=[1.0, 0.5], seed=[4, 5], **AS_EXPORTED),
+                                  expected)
 
 
 def test_commands_train_evaluate_super_resolve_and_export(tmp_path):

@@ -55,19 +55,27 @@ class CachedStep:
     - `step(previous_token, state, position)` -> (head parameters `[B, P]`, new state);
     - `decode_period` and `begin_block(state, position)`: once per period (a local query block), the decoder
       moves every layer's attention window.
+
+    `cache_dtype` (e.g. `"bfloat16"`): the dtype of the self-attention key/value caches (`state["layers"]`); None
+    keeps the model's compute dtype. The prefill runs in the compute dtype and its caches are cast once.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, cache_dtype=None):
         self.model = model
         self.period = model.decode_period
+        self.cache_dtype = None if cache_dtype is None else tf.as_dtype(cache_dtype)
 
     def init_state(self, tokens, known_length, condition=None):
         """The decoder state holding the first `known_length` positions of `tokens` (and the condition)."""
         if known_length == 0:
-            return self.model.init_caches(tf.shape(tokens)[0], condition=condition)
-        prefix = tokens[:, : self.model.prefill_length(known_length)]  # only the blocks that hold known positions
-        _, state = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length),
-                                            condition=condition)
+            state = self.model.init_caches(tf.shape(tokens)[0], condition=condition)
+        else:
+            prefix = tokens[:, : self.model.prefill_length(known_length)]  # only the blocks with known positions
+            _, state = self.model.hidden_states(prefix, training=False, cache_position=tf.constant(known_length),
+                                                condition=condition)
+        if self.cache_dtype is not None:
+            state = {**state, "layers": tf.nest.map_structure(lambda t: tf.cast(t, self.cache_dtype),
+                                                              state["layers"])}
         return state
 
     def begin_block(self, state, position):
@@ -131,14 +139,19 @@ class Decoder:
     Args:
         model: an `ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`.
         jit_compile: compile the step loop with XLA (in-process sampling only; keep it out of exports).
+        cache_dtype: dtype of the cached keys and values (`CachedStep`); `"bfloat16"` halves the bytes each step
+            reads from the caches, with the head and the sampler still in float32. None: the compute dtype.
     """
 
-    def __init__(self, model, jit_compile=True):
+    def __init__(self, model, jit_compile=True, cache_dtype=None):
         self.model = model
         self.jit_compile = bool(jit_compile)
+        self.cache_dtype = None if cache_dtype is None else tf.as_dtype(cache_dtype)
+        if self.cache_dtype is not None and not self.cache_dtype.is_floating:
+            raise ValueError(f"cache_dtype must be a floating dtype such as 'bfloat16', got {cache_dtype!r}.")
         self.order = model.order
         self.head = model.head
-        self.cached = CachedStep(model) if model.supports_cache else None
+        self.cached = CachedStep(model, self.cache_dtype) if model.supports_cache else None
         self.rerun = RerunStep(model)
         self._decode_fns = {
             name: tf.function(lambda *args, step=step: self._decode_traced(step, *args), jit_compile=jit_compile,
@@ -248,12 +261,12 @@ class Decoder:
         return tokens, (tf.transpose(params, [1, 0, 2]) if keep_params else None)
 
 
-def get_decoder(model, jit_compile=True):
+def get_decoder(model, jit_compile=True, cache_dtype=None):
     """The (cached) `Decoder` of `model`; compiled functions are reused across calls."""
-    key = (jit_compile,)
+    key = (bool(jit_compile), None if cache_dtype is None else tf.as_dtype(cache_dtype).name)
     decoders = _DECODERS.setdefault(model, {})
     if key not in decoders:
-        decoders[key] = Decoder(model, jit_compile=jit_compile)
+        decoders[key] = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
     return decoders[key]
 
 
@@ -272,7 +285,7 @@ def _check_temperature(temperature, batch_size):
 
 def complete(
     model, images, known_rows, temperature=1.0, seed=0, use_cache=True, progress=False, return_params=False,
-    jit_compile=True, labels=None, low_res=None,
+    jit_compile=True, labels=None, low_res=None, cache_dtype=None,
 ):
     """Completes images from their first `known_rows` rows.
 
@@ -292,6 +305,9 @@ def complete(
             model (a scalar: the same class for every image).
         low_res: uint8 `[B, h, w, C]`: the low-resolution version of each image, for (and only for) a
             `SuperResolutionTransformer` (see `super_resolve`).
+        cache_dtype: dtype of the cached decoder's key/value caches, e.g. `"bfloat16"` (half the bytes read per
+            step; the head and the sampler stay float32, so the samples follow the model up to the rounding of the
+            cached keys and values). None: the model's compute dtype, exactly the model's distribution.
 
     Returns:
         uint8 `[B, H, W, C]` (and the parameters if `return_params`).
@@ -322,7 +338,7 @@ def complete(
     # Nothing past the known rows is read: clear it so a result never depends on it.
     keep = tf.cast(tf.range(order.length) < known_length, tf.int32)[None, :, None]
     tokens *= keep
-    decoder = get_decoder(model, jit_compile=jit_compile)
+    decoder = get_decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
     noise = decoder.noise(seeds)
     to_generate = order.length - known_length
     bar = keras.utils.Progbar(to_generate, unit_name="position") if progress and to_generate else None
@@ -341,7 +357,7 @@ def complete(
 
 
 def sample(model, batch_size, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True,
-           labels=None):
+           labels=None, cache_dtype=None):
     """Samples from the model (of the classes `labels` for a class-conditional model): uint8
     `[batch_size, H, W, C]` (see `complete` for the arguments)."""
     if int(batch_size) < 1:
@@ -349,11 +365,12 @@ def sample(model, batch_size, temperature=1.0, seed=0, use_cache=True, progress=
     images = tf.zeros([int(batch_size), *model.image_shape], tf.uint8)
     return complete(
         model, images, 0, temperature=temperature, seed=seed, use_cache=use_cache, progress=progress,
-        jit_compile=jit_compile, labels=labels,
+        jit_compile=jit_compile, labels=labels, cache_dtype=cache_dtype,
     )
 
 
-def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True):
+def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True,
+                  cache_dtype=None):
     """Samples full-resolution images given their low-resolution versions, with a `SuperResolutionTransformer`.
 
     The encoder runs once per image (in the prefill); then the cached decoder generates every position,
@@ -362,7 +379,7 @@ def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progr
     Args:
         model: a `SuperResolutionTransformer`.
         low_res: integer `[B, h, w, C]` (values 0..255), `h, w = H / scale, W / scale`.
-        temperature, seed, use_cache, progress, jit_compile: as for `complete`.
+        temperature, seed, use_cache, progress, jit_compile, cache_dtype: as for `complete`.
 
     Returns:
         uint8 `[B, H, W, C]`.
@@ -377,4 +394,4 @@ def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progr
                          f"{list(low_res.shape)}.")
     images = tf.zeros([batch_size, *model.image_shape], tf.uint8)
     return complete(model, images, 0, temperature=temperature, seed=seed, use_cache=use_cache, progress=progress,
-                    jit_compile=jit_compile, low_res=low_res)
+                    jit_compile=jit_compile, low_res=low_res, cache_dtype=cache_dtype)

@@ -161,9 +161,30 @@ class MaskedSelfAttention(keras.layers.Layer):
         """
         q, k, v = self._project(x)  # [batch, heads, 1, depth]
         cache = self._write(cache, k[:, :, 0], v[:, :, 0], position)
-        bias = masking_bias(self._window_mask(position), q.dtype)  # [window]
-        out = self._attend(q, cache["keys"], cache["values"], bias)  # [batch, heads, 1, depth]
+        out = self._attend_window(q, cache["keys"], cache["values"], self._window_mask(position))
         return self.output_dense(out), cache
+
+    @staticmethod
+    def _attend_window(q, keys, values, mask):
+        """One query per image and head against its cached window.
+
+        Args:
+            q: `[batch, heads, 1, depth]` in the compute dtype.
+            keys, values: `[batch, heads, window, depth]`, in the compute dtype or in a narrower cache dtype
+                (`bfloat16`, see `Decoder(cache_dtype=...)`).
+            mask: bool `[window]`, the slots the query may see.
+
+        Returns:
+            `[batch, heads, 1, depth]` in the dtype of `q`.
+
+        With a narrower cache the two products run in its dtype (half the bytes read per step) and the softmax
+        in float32; in the compute dtype this is exactly the teacher-forced `_attend`.
+        """
+        if keys.dtype == q.dtype:
+            return dot_product_attention(q, keys, values, masking_bias(mask, q.dtype))
+        scores = tf.matmul(tf.cast(q, keys.dtype), keys, transpose_b=True)  # [batch, heads, 1, window]
+        weights = tf.nn.softmax(tf.cast(scores, tf.float32) + masking_bias(mask, tf.float32))
+        return tf.cast(tf.matmul(tf.cast(weights, values.dtype), values), q.dtype)
 
     @staticmethod
     def _write_slot(window, kv, *slot):
