@@ -6,8 +6,8 @@ attention type:
     python bench/sampling_speed.py [--attention=local_1d,local_2d,global] [--batch_size=4] [--repeats=3]
 
 `cached_graph_bf16_s` is the graph executor with bfloat16 key/value caches, as the exported signatures decode by
-default (`python -m export.export --cache_dtype`). Timings are medians of `--repeats` runs after a warm-up (compilation excluded). The naive decoder re-runs the
-whole network once per generated pixel; unless `--naive_steps=512`, its time is measured on `--naive_steps`
+default (`python -m export.export --cache_dtype`). Timings are medians of `--repeats` runs after a warm-up
+(compilation excluded). The naive decoder re-runs the whole network once per generated pixel; unless `--naive_steps=512`, its time is measured on `--naive_steps`
 pixels and scaled to 512 (each naive step costs the same full forward pass).
 """
 

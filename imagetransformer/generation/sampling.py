@@ -63,7 +63,7 @@ class CachedStep:
     def __init__(self, model, cache_dtype=None):
         self.model = model
         self.period = model.decode_period
-        self.cache_dtype = None if cache_dtype is None else tf.as_dtype(cache_dtype)
+        self.cache_dtype = cache_dtype  # a tf.DType or None (checked by `Decoder`)
 
     def init_state(self, tokens, known_length, condition=None):
         """The decoder state holding the first `known_length` positions of `tokens` (and the condition)."""

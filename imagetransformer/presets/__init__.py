@@ -90,7 +90,7 @@ def from_preset(preset, compile=True):  # pylint: disable=redefined-builtin
     return model
 
 
-def _card(name, metadata, config, commands, notes):
+def _card(name, metadata, config, commands, notes, caption):
     model = config["model"]
     rows = "\n".join(f"| {key} | {metadata[key]} |" for key in METADATA_KEYS
                      if metadata.get(key) is not None and key != "description")
@@ -98,12 +98,6 @@ def _card(name, metadata, config, commands, notes):
     model_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(model.items()))
     train_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(train.items()))
     command_block = "\n".join(commands)
-    if metadata["task"] == "super_resolution":
-        caption = ("Super-resolutions of the first test images, seed 0 (each row: the low-resolution input, bicubic "
-                   "upsampling,\nthe model's samples at temperatures 0.8 and 1.0, the original).")
-    else:
-        caption = ("Completions of the first test images at temperature 1.0, seed 0 (each row: the given top half, "
-                   "the model's\nbottom half, the original).")
     return f"""# {name}
 
 {metadata['description']}
@@ -176,8 +170,12 @@ def write_preset(model_dir, name, description, commands=(), notes="", output_roo
     grid = os.path.join(tmp, GRID_FILE)
     if not model.condition.completes_top_rows:
         super_resolve_program.run(model_dir, grid, num_images=6, seed=0, progress=progress)
+        caption = ("Super-resolutions of the first test images, seed 0 (each row: the low-resolution input, bicubic "
+                   "upsampling,\nthe model's samples at temperatures 0.8 and 1.0, the original).")
     else:
         complete_program.run(model_dir, grid, num_images=6, seed=0, progress=progress, scale=3)
+        caption = ("Completions of the first test images at temperature 1.0, seed 0 (each row: the given top half, "
+                   "the model's\nbottom half, the original).")
     model.save(os.path.join(tmp, MODEL_FILE))
     shutil.copyfile(os.path.join(model_dir, checkpoints.CONFIG_FILE), os.path.join(tmp, checkpoints.CONFIG_FILE))
     model_config = config["model"]
@@ -194,7 +192,7 @@ def write_preset(model_dir, name, description, commands=(), notes="", output_roo
         json.dump({key: metadata[key] for key in METADATA_KEYS}, f, indent=2)
         f.write("\n")
     with open(os.path.join(tmp, CARD_FILE), "w") as f:
-        f.write(_card(name, metadata, config, commands, notes))
+        f.write(_card(name, metadata, config, commands, notes, caption))
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.replace(tmp, folder)
