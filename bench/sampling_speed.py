@@ -7,11 +7,20 @@ attention type:
 
 `cached_graph_bf16_s` is the graph executor with bfloat16 key/value caches, as the exported signatures decode by
 default (`python -m export.export --cache_dtype`). Timings are medians of `--repeats` runs after a warm-up
-(compilation excluded). The naive decoder re-runs the whole network once per generated pixel; unless `--naive_steps=512`, its time is measured on `--naive_steps`
+(compilation excluded). `exported_complete_s` is the exported `complete` signature (bfloat16 caches, the
+export's default) loaded in a fresh process without `imagetransformer` on its path, as TF Serving runs it, on the
+same images; `--exported_batch_sizes` adds its images/s at those batch sizes. `bytes_per_step` is what one cached
+step reads at least (every weight once, plus the key/value caches), next to the machine's memory bandwidth
+measured by a large array copy. The naive decoder re-runs the whole network once per generated pixel; unless `--naive_steps=512`, its time is measured on `--naive_steps`
 pixels and scaled to 512 (each naive step costs the same full forward pass).
 """
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 
 import common  # noqa: F401  (the repository on sys.path, quiet logs)
 from absl import app, flags
@@ -27,6 +36,34 @@ flags.DEFINE_integer("batch_size", 4, "Images per batch.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
 flags.DEFINE_integer("naive_steps", 8, "Naive decoder steps timed (scaled to all generated pixels).")
 flags.DEFINE_integer("num_layers", 6, "Decoder blocks.")
+flags.DEFINE_list("exported_batch_sizes", [], "Also time the exported `complete` at these batch sizes (images/s).")
+
+# Times the exported `complete` signature in a fresh process: argv = saved_model_dir, images.npy, repeats,
+# extra batch sizes. Prints one JSON line.
+CHILD = r"""
+import json, os, statistics, sys, time
+saved_model_dir, images_path, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+batch_sizes = [int(b) for b in sys.argv[4].split(",") if b]
+sys.path[:] = [p for p in sys.path if p and not os.path.exists(os.path.join(p, "imagetransformer"))]
+import numpy as np
+import tensorflow as tf
+complete = tf.saved_model.load(saved_model_dir).signatures["complete"]
+def timed(top):
+    batch = top.shape[0]
+    call = lambda: complete(top_half=tf.constant(top), seed=tf.zeros([batch], tf.int64),
+                            temperature=tf.ones([batch]))["images"].numpy()
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter(); call(); times.append(time.perf_counter() - start)
+    return statistics.median(times)
+top = np.load(images_path)
+result = {"exported_complete_s": timed(top), "exported_images_per_s": {}}
+for batch in batch_sizes:
+    tiled = np.resize(top, (batch, *top.shape[1:]))
+    result["exported_images_per_s"][str(batch)] = batch / timed(tiled)
+print(json.dumps(result))
+"""
 
 PAPER = common.paper_model_kwargs()  # the paper's CIFAR-10 model (configs.CIFAR10_LOCAL_1D)
 
@@ -69,7 +106,57 @@ def main(argv):
             speedup_vs_naive=round(naive_s / best_cached, 1),
             cached_over_forward=round(best_cached / forward_s, 2),
         )
+        result.update(bytes_per_step(model, FLAGS.batch_size))
+        result.update(exported_timing(model, images[:, :known_rows]))
+        result["exported_over_xla"] = round(result["exported_complete_s"] / result["cached_xla_s"], 2)
         print(json.dumps(result), flush=True)
+
+
+def memory_bandwidth_gb_s(megabytes=256, repeats=5):
+    """Copy bandwidth of this machine (bytes read + written per second), median of `repeats` 256 MB copies."""
+    source = np.ones(megabytes * 2**20 // 4, np.float32)
+    target = np.empty_like(source)
+
+    def copy():
+        np.copyto(target, source)
+
+    return 2 * source.nbytes / common.median_time(copy, repeats) / 1e9
+
+
+def bytes_per_step(model, batch_size):
+    """The least one cached step reads: every weight once and every layer's key/value caches (float32, bfloat16)."""
+    caches = model.init_caches(batch_size)["layers"]
+    elements = sum(int(np.prod(t.shape)) for t in tf.nest.flatten(caches))
+    weights = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+    bandwidth = memory_bandwidth_gb_s()
+    f32, bf16 = weights + 4 * elements, weights + 2 * elements
+    return {"weight_mb": round(weights / 1e6, 1), "cache_mb_f32": round(4 * elements / 1e6, 1),
+            "bytes_per_step_f32_mb": round(f32 / 1e6, 1), "bytes_per_step_bf16_mb": round(bf16 / 1e6, 1),
+            "memory_bandwidth_gb_s": round(bandwidth, 1),
+            "floor_ms_per_step_bf16": round(1e3 * bf16 / (bandwidth * 1e9), 2)}
+
+
+def exported_timing(model, top_half):
+    """The exported `complete` signature (bfloat16 caches) timed in a fresh process on `top_half`."""
+    from export import export_model  # pylint: disable=import-outside-toplevel
+
+    with tempfile.TemporaryDirectory() as directory:
+        start = time.perf_counter()
+        saved_model_dir = export_model(model, os.path.join(directory, "model")).saved_model_dir
+        export_s = time.perf_counter() - start
+        images_path = os.path.join(directory, "top_half.npy")
+        np.save(images_path, top_half)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, saved_model_dir, images_path, str(FLAGS.repeats),
+             ",".join(FLAGS.exported_batch_sizes)], cwd=directory, env=env, capture_output=True, text=True,
+            timeout=3600)
+        if child.returncode:
+            sys.exit(f"exported timing failed:\n{child.stderr[-3000:]}")
+        measured = json.loads(child.stdout.strip().splitlines()[-1])
+    measured["exported_complete_s"] = round(measured["exported_complete_s"], 4)
+    measured["exported_images_per_s"] = {k: round(v, 2) for k, v in measured["exported_images_per_s"].items()}
+    return {"export_s": round(export_s, 1), **measured}
 
 
 if __name__ == "__main__":

@@ -159,10 +159,26 @@ class MaskedSelfAttention(keras.layers.Layer):
         Returns:
             `([batch, 1, hidden], updated cache)`.
         """
-        q, k, v = self._project(x)  # [batch, heads, 1, depth]
-        cache = self._write(cache, k[:, :, 0], v[:, :, 0], position)
-        out = self._attend_window(q, cache["keys"], cache["values"], self._window_mask(position))
-        return self.output_dense(out), cache
+        q, k, v = self._project_one(x)  # [batch, heads, depth]
+        cache = self._write(cache, k, v, position)
+        out = self._attend_window(q[:, :, None], cache["keys"], cache["values"], self._window_mask(position))
+        return self._output_one(out), cache
+
+    # A step's projections are the same einsums as `qkv` and `output_dense` for one position, written as plain
+    # 2-D matrix products over the reshaped kernels (reshapes are free): on the graph executor an einsum adds
+    # transposes around its product, which costs more than the product itself at this size.
+    def _project_one(self, x):
+        """`[batch, 1, hidden]` -> queries (pre-scaled), keys, values, each `[batch, heads, depth]`."""
+        kernel = tf.cast(self.qkv.kernel, x.dtype)  # [hidden, 3, heads, depth]
+        qkv = tf.matmul(x[:, 0], tf.reshape(kernel, [kernel.shape[0], -1]))  # [batch, 3 * heads * depth]
+        q, k, v = tf.unstack(tf.reshape(qkv, [-1, 3, self.num_heads, self.depth]), 3, axis=1)
+        return q * tf.cast(self.depth**-0.5, q.dtype), k, v
+
+    def _output_one(self, out):
+        """`[batch, heads, 1, depth]` -> `[batch, 1, hidden]`."""
+        kernel = tf.cast(self.output_dense.kernel, out.dtype)  # [heads, depth, hidden]
+        flat = tf.reshape(out, [-1, self.num_heads * self.depth])
+        return tf.matmul(flat, tf.reshape(kernel, [self.num_heads * self.depth, -1]))[:, None]
 
     @staticmethod
     def _attend_window(q, keys, values, mask):
