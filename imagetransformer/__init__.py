@@ -20,7 +20,15 @@ distributions) -> `models` -> `generation` (decoding, sampling) -> `evaluation`;
 model generates images given; `training` holds configurations, schedules, strategies and model directories;
 `presets` the pretrained models. The command-line programs (`train`, `evaluate`, `complete`,
 `super_resolve`, with `cli` for their flags and one-line errors) sit beside them and only drive the library.
+
+Importing the package before TensorFlow hides TensorFlow's C++ INFO and WARNING lines (XLA start-up notes, oneDNN
+notices), which are not about anything a user did; its errors still show. `TF_CPP_MIN_LOG_LEVEL=0` in the
+environment brings them back (an explicit value always wins).
 """
+
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from imagetransformer import heads, layers
 from imagetransformer.generation import complete, sample, super_resolve

@@ -9,12 +9,14 @@ of the default configuration.
 
 Errors a user can fix (bad flag values, missing or corrupt model directories, unknown datasets) end the process
 with exit status 1 and one line on stderr, `error: ...`, naming the flag or file and what would be valid: see
-`parse_flags` (for `app.run(main, flags_parser=parse_flags)`) and `exit_on_user_errors`.
+`run_program` (absl's `app.run` with one-line flag errors and a `--help` that lists the program's flags) and
+`exit_on_user_errors`.
 """
 
 import contextlib
 import sys
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -242,6 +244,20 @@ def model_source(what="a directory written by imagetransformer.train"):
     if not FLAGS.model_dir:
         fail(f"--model_dir is required ({what}), or --preset=NAME for a pretrained model.")
     return FLAGS.model_dir
+
+
+def run_program(main):
+    """`app.run(main)` with one-line flag errors (`parse_flags`), and `--help` listing the program's flags: those
+    defined by `main`'s module and, through this module, for it (absl's `--help` shows only the main module's key
+    flags, and the main module of `python -m imagetransformer.NAME` is the two-line launcher), under the program
+    module's docstring as its usage text."""
+    program = sys.modules[main.__module__]
+    if program.__doc__:
+        sys.modules["__main__"].__doc__ = program.__doc__  # what absl prints as the usage
+    for module in (program, sys.modules[__name__]):
+        for flag in FLAGS.get_key_flags_for_module(module):
+            FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main, flags_parser=parse_flags)
 
 
 def parse_flags(argv):

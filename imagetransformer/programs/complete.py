@@ -11,7 +11,6 @@ Each row of the grid shows the given top rows (the rest grey), the model's compl
 
 import math
 
-from absl import app
 from absl import flags, logging
 import numpy as np
 
@@ -93,4 +92,4 @@ def main(argv):
 
 
 def run_main():
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_program(main)

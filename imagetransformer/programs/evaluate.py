@@ -18,7 +18,6 @@ PSNR, SSIM and the share of samples consistent with their input (`imagetransform
 
 import math
 
-from absl import app
 from absl import flags
 
 from imagetransformer.evaluation import evaluator
@@ -53,4 +52,4 @@ def main(argv):
 
 
 def run_main():
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_program(main)

@@ -12,7 +12,6 @@ decoding, one row of pixels at a time.
 
 import math
 
-from absl import app
 from absl import flags, logging
 import numpy as np
 
@@ -92,4 +91,4 @@ def main(argv):
 
 
 def run_main():
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_program(main)

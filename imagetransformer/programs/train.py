@@ -13,7 +13,6 @@ on the command line override it. `imagetransformer.training.trainer.train` does 
 line on stderr (exit status 1), before anything in `--model_dir` is written.
 """
 
-from absl import app
 from absl import flags
 
 from imagetransformer.programs import cli
@@ -48,5 +47,5 @@ def main(argv):
 
 
 def run_main():
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_program(main)
 
