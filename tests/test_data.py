@@ -6,6 +6,7 @@ Nothing here touches the network: tfds datasets are mocked with `tfds.testing.mo
 
 import gzip
 import os
+import socket
 import struct
 
 import numpy as np
@@ -14,6 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from imagetransformer import data
+from imagetransformer.data import pipeline
 
 DEBIAN_DIR = data.DEBIAN_FASHION_MNIST_DIR
 needs_debian = pytest.mark.skipif(
@@ -253,9 +255,44 @@ def test_unknown_dataset_names_it_and_suggests(empty_data_dir):
         data.load_images("fashion_mnistt", "train", data_dir=empty_data_dir)
 
 
+def test_dataset_aliases_and_versions(empty_data_dir):
+    # tfds' aliases of fashion_mnist read the same offline files; a version tfds has not is one clear error.
+    for alias in ("Fashion_MNIST", "FashionMNIST", "fashion_mnist:3.*.*"):
+        loaded = data.load_images(alias, "test[:4]", data_dir=empty_data_dir, download=False)
+        assert loaded.num_examples == 4 and loaded.source.startswith("debian:")
+    with pytest.raises(ValueError, match=r"'fashion_mnist:99.0.0'.*at version 3.0.1 only, not 99.0.0"):
+        data.load_images("fashion_mnist:99.0.0", "test", data_dir=empty_data_dir, download=False)
+
+
 def test_tfds_dataset_without_local_copy_and_no_download(empty_data_dir):
     with pytest.raises(RuntimeError, match=r"No local copy of dataset 'mnist'.*data_dir"):
         data.load_images("mnist", "train", data_dir=empty_data_dir, download=False)
+
+
+def test_offline_download_fails_at_once_naming_the_host(empty_data_dir, monkeypatch):
+    # An offline machine: every connection fails. The error comes before tfds starts its minutes of retries.
+    probed = []
+
+    def offline(address, timeout=None):
+        probed.append((address, timeout))
+        raise OSError("[Errno -2] Name or service not known")
+
+    def download(self, *args, **kwargs):
+        raise ConnectionError("tfds' downloader ran")
+
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "create_connection", offline)
+    for method in ("download", "download_and_extract"):
+        monkeypatch.setattr(tfds.download.DownloadManager, method, download)
+    with pytest.raises(data.DatasetUnavailableError,
+                       match=r"'mnist'.*cannot be downloaded: storage.googleapis.com:443 is unreachable.*offline"):
+        data.load_images("mnist", "train", data_dir=empty_data_dir)
+    assert probed == [(("storage.googleapis.com", 443), pipeline.NETWORK_TIMEOUT_S)]
+    # Behind a proxy the direct connection says nothing: tfds' downloader (which uses the proxy) is left to try.
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    with pytest.raises(data.DatasetUnavailableError, match=r"Could not download.*tfds' downloader ran"):
+        data.load_images("mnist", "train", data_dir=empty_data_dir)
 
 
 # Cropping and resizing.

@@ -13,7 +13,9 @@ Where the images come from, in this order:
    variable `IMAGETRANSFORMER_FASHION_MNIST_DIR`). They are the files tfds would download, but recompressed, so
    tfds itself refuses them (its checksums differ). They are preferred to a download so that nothing ever waits on
    the network when they are installed.
-3. A download by tfds (`builder.download_and_prepare()`), unless `download=False`.
+3. A download by tfds (`builder.download_and_prepare()`), unless `download=False`. Before it starts, one short
+   connection to each host the dataset downloads from (`NETWORK_TIMEOUT_S`) checks that they can be reached, so an
+   offline machine gets the error at once instead of after minutes of retries.
 
 The split argument takes tfds' syntax on every path: `"train"`, `"test[:1000]"`, `"train[:10%]"`, `"train+test"`.
 """
@@ -23,8 +25,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import gzip
+import inspect
 import os
+import re
+import socket
 import struct
+import urllib.parse
+import urllib.request
 import zlib
 from typing import Optional, Sequence, Tuple, Union
 
@@ -122,8 +129,8 @@ def load_images(
             `image_shape` differing from the dataset's, no fixed image shape and none given, or corrupt idx files.
         RuntimeError: no local copy of the dataset and it could not be downloaded (the message says how to get it).
     """
-    base_name = name.split(":")[0].split("/")[0]
     builder = _builder(name, data_dir)
+    base_name = builder.name  # tfds' own name: "fashion_mnist" for "Fashion_MNIST" or "fashion_mnist:3.*.*"
     if _is_prepared(builder):
         logging.info("Reading %s (%s) from the tfds copy in %s.", name, split, builder.data_dir)
         data = _load_tfds(builder, name, split, with_labels, shuffle_files)
@@ -278,6 +285,14 @@ def _builder(name: str, data_dir: Optional[str]) -> tfds.core.DatasetBuilder:
         raise ValueError(f"Unknown dataset {name!r}: tensorflow-datasets has no such dataset (or config). {hint}"
                          "Valid names are those of tfds.list_builders(), e.g. 'fashion_mnist', 'mnist', 'cifar10', "
                          "'imagenet_resized/32x32'.") from e
+    except AssertionError as e:  # tfds' way of refusing a version it has not ("... only: 3.0.1")
+        message = " ".join(str(e).split())
+        found = re.search(r"Dataset (\S+) cannot be loaded at version (\S+), only: (.*?)\.?$", message)
+        if not found:
+            raise ValueError(f"Dataset {name!r} cannot be loaded by tensorflow-datasets: {message}") from e
+        dataset, version, versions = found.groups()
+        raise ValueError(f"Dataset {name!r}: tensorflow-datasets has {dataset} at version {versions} only, not "
+                         f"{version}; name one of those, or no version for the latest ({dataset!r}).") from e
 
 
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
@@ -336,12 +351,48 @@ def _download_and_prepare(builder, name: str, base_name: str, download: bool) ->
     if not download:
         raise DatasetUnavailableError(f"No local copy of dataset {name!r} (tfds has not prepared it in {builder.data_dir}) and "
                            f"download=False. {how}")
+    unreachable = _unreachable_host(builder)
+    if unreachable:
+        raise DatasetUnavailableError(f"No local copy of dataset {name!r} (tfds has not prepared it in "
+                                      f"{builder.data_dir}) and it cannot be downloaded: {unreachable}. {how}")
     logging.info("Downloading and preparing %s into %s with tensorflow-datasets.", name, builder.data_dir)
     try:
         builder.download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except  (network, checksums, ...: all need the hint)
         raise DatasetUnavailableError(f"Could not download and prepare dataset {name!r} into {builder.data_dir}: "
                            f"{type(e).__name__}: {e}. {how}") from e
+
+
+# Seconds one connection to a download host may take before the machine counts as offline.
+NETWORK_TIMEOUT_S = 5.0
+
+
+# tfds' own method: a replaced one (`tfds.testing.mock_data`) downloads nothing, so there is nothing to check.
+_TFDS_DOWNLOAD_AND_PREPARE = inspect.getattr_static(tfds.core.DatasetBuilder, "download_and_prepare")
+
+
+def _unreachable_host(builder) -> Optional[str]:
+    """Why the first host that `builder` downloads from cannot be reached (None when every host answers, when
+    the builder names no URLs, or behind a proxy, which tfds' downloader uses and this check does not)."""
+    if inspect.getattr_static(type(builder), "download_and_prepare") is not _TFDS_DOWNLOAD_AND_PREPARE:
+        return None
+    try:
+        urls = list(builder.url_infos or ())
+    except Exception:  # pylint: disable=broad-except  (no checksums file: let tfds try)
+        return None
+    hosts = {}
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.hostname and parts.scheme in ("http", "https"):
+            hosts.setdefault((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), parts.scheme)
+    if any(scheme in urllib.request.getproxies() for scheme in hosts.values()):
+        return None
+    for (host, port) in sorted(hosts):
+        try:
+            socket.create_connection((host, port), timeout=NETWORK_TIMEOUT_S).close()
+        except OSError as e:
+            return f"{host}:{port} is unreachable ({type(e).__name__}: {e}; is this machine offline?)"
+    return None
 
 
 def _load_tfds(builder, name: str, split: str, with_labels: bool, shuffle_files: bool) -> ImageData:
