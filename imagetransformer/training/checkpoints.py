@@ -19,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -145,6 +146,14 @@ def load_model(model_dir):
         try:
             return keras.models.load_model(whole, safe_mode=True, compile=False)
         except Exception as e:  # pylint: disable=broad-except  (zip/h5/keras raise many types)
+            if "Could not locate class" in str(e):
+                found = re.search(r"Could not locate class '([^']+)'", str(e))
+                name = found.group(1) if found else "a class"
+                raise CheckpointError(
+                    f"{whole} names {name!r}, which Keras cannot find: keras.models.load_model finds this project's "
+                    "layers and models only after `import imagetransformer`, and only those this version of "
+                    "imagetransformer registers; a file written by another version (or naming another package's "
+                    "classes) needs that version (or package) installed and imported.") from e
             raise CheckpointError(f"{whole} is corrupt ({type(e).__name__}: {e}).") from e
     model = build_model(model_dir)
     if not os.path.exists(path):
