@@ -30,5 +30,5 @@ echo "== 3/4 complete test images and sample"
 $py -m imagetransformer.complete --model_dir="$dir" --output="$dir/completions.png" --num_images=8
 $py -m imagetransformer.complete --model_dir="$dir" --output="$dir/samples.png" --num_images=16 --unconditional
 echo "== 4/4 export"
-$py -m export.export --model_dir="$dir" --export_dir="$dir/export" --version=1 --overwrite
+$py -m imagetransformer.export --model_dir="$dir" --export_dir="$dir/export" --version=1 --overwrite
 echo "Done: $dir/preset_completions.png and $dir/preset_samples.png (the preset), $dir/completions.png (given top half | completion | original), $dir/samples.png, $dir/export/"

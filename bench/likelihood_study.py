@@ -213,7 +213,7 @@ def mock_cifar10():
     """Trains, evaluates, completes and exports each model on mocked CIFAR-10; returns `{name: (steps, rate)}`."""
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
-    from export import export  # pylint: disable=import-outside-toplevel
+    from imagetransformer import export  # pylint: disable=import-outside-toplevel
     from imagetransformer.training import configs, trainer  # pylint: disable=import-outside-toplevel
 
     trained = {}

@@ -6,7 +6,7 @@ attention type:
     python bench/sampling_speed.py [--attention=local_1d,local_2d,global] [--batch_size=4] [--repeats=3]
 
 `cached_graph_bf16_s` is the graph executor with bfloat16 key/value caches, as the exported signatures decode by
-default (`python -m export.export --cache_dtype`). Timings are medians of `--repeats` runs after a warm-up
+default (`python -m imagetransformer.export --cache_dtype`). Timings are medians of `--repeats` runs after a warm-up
 (compilation excluded). `exported_complete_s` is the exported `complete` signature (bfloat16 caches, the
 export's default) loaded in a fresh process without `imagetransformer` on its path, as TF Serving runs it, on the
 same images; `--exported_batch_sizes` adds its images/s at those batch sizes. `bytes_per_step` is what one cached
@@ -138,7 +138,7 @@ def bytes_per_step(model, batch_size):
 
 def exported_timing(model, top_half):
     """The exported `complete` signature (bfloat16 caches) timed in a fresh process on `top_half`."""
-    from export import export_model  # pylint: disable=import-outside-toplevel
+    from imagetransformer.export import export_model  # pylint: disable=import-outside-toplevel
 
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()

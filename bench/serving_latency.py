@@ -69,7 +69,7 @@ def export_preset(name, directory):
     import keras
 
     import imagetransformer as it
-    from export import export_model
+    from imagetransformer.export import export_model
 
     keras.utils.set_random_seed(0)
     model = it.ImageTransformer(image_shape=IMAGE_SHAPE, attention="local_1d", dropout=0.0, **PRESETS[name])

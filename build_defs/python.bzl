@@ -4,8 +4,8 @@ def py_module_binary(name, module, deps):
     """A program that runs `module` with runpy, as `python -m module` does.
 
     A generated two-line launcher imports the module as part of its package, so it is not run as a loose script
-    whose folder would come first on sys.path (which matters for modules like export/export.py, whose folder
-    holds a package of the same name).
+    whose folder would come first on sys.path (which matters for a module whose folder holds a module or package
+    named like a top-level one).
 
     Args:
       name: target name.

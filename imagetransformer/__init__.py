@@ -14,12 +14,13 @@ pretrained = it.from_preset("fashion_mnist_local_1d")    # it.list_presets() lis
 Importing the package registers every layer and model with Keras, so `keras.models.load_model` opens saved
 models with `safe_mode=True`.
 
-The library reads as the data flow, one subpackage per idea: `data` (images in, `tf.data` out) -> `ordering`
-(images as sequences of positions) -> `layers` (embedding, attention, blocks) -> `heads` (parameters ->
-distributions) -> `models` -> `generation` (decoding, sampling) -> `evaluation`; `conditioning` names what a
-model generates images given; `training` holds configurations, schedules, strategies and model directories;
-`presets` the pretrained models. The command-line programs (`train`, `evaluate`, `complete`,
-`super_resolve`, with `cli` for their flags and one-line errors) sit beside them and only drive the library.
+The library reads as the data flow, one subpackage per idea: `data` (images in, `tf.data` out) -> `ordering` (images
+as sequences of positions) -> `layers` (embedding, attention, blocks) -> `heads` (parameters -> distributions) ->
+`models` -> `generation` (decoding, sampling) -> `evaluation` and `export` (SavedModel signatures for TF Serving);
+`conditioning` names what a model generates images given; `training` holds configurations, schedules, strategies and
+model directories; `presets` the pretrained models. The command-line programs (`train`, `evaluate`, `complete`,
+`super_resolve`, `export`, with `cli` for their flags and one-line errors) sit beside them and only drive the
+library.
 
 Importing the package before TensorFlow hides TensorFlow's C++ INFO and WARNING lines (XLA start-up notes, oneDNN
 notices), which are not about anything a user did; its errors still show. `TF_CPP_MIN_LOG_LEVEL=0` in the

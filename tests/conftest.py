@@ -10,7 +10,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from export.export import DEFAULT_CACHE_DTYPE  # noqa: E402
+from imagetransformer.export import DEFAULT_CACHE_DTYPE  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

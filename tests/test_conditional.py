@@ -117,7 +117,7 @@ def test_fit_learns_the_class(tmp_path):
 
 
 def test_export_takes_labels_and_matches_python_in_a_fresh_process(tmp_path):
-    from export import export  # pylint: disable=import-outside-toplevel
+    from imagetransformer import export  # pylint: disable=import-outside-toplevel
 
     model = conditional_model("local_1d", image_shape=(4, 4, 1), num_classes=3)
     result = export.export_model(model, str(tmp_path / "exported"))

@@ -1,4 +1,4 @@
-"""Tests of export.export: the SavedModel signatures (loaded where `imagetransformer` is not importable), the
+"""Tests of imagetransformer.export: the SavedModel signatures (loaded where `imagetransformer` is not importable), the
 `.keras` file, `saved_model_cli`, TF Serving's directory layout, versions, overwrite and atomicity, CLI errors.
 
 One tiny local_2d model (8x8x1, two 2x4 query-block rows per half) is exported once per module through the command
@@ -17,7 +17,8 @@ import pytest
 import tensorflow as tf
 
 import imagetransformer as it
-from export import export as export_lib
+from imagetransformer import export as export_lib
+from imagetransformer.export import writer as export_writer
 from imagetransformer import models
 from imagetransformer.training import checkpoints
 
@@ -55,11 +56,12 @@ def make_model_dir(path, **overrides):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """(model, model_dir, export_dir) after `python -m export.export` wrote version 1."""
+    """(model, model_dir, export_dir) after `python -m imagetransformer.export` wrote version 1."""
     root = tmp_path_factory.mktemp("export")
     model_dir, export_dir = root / "model", root / "exported" / "imagetransformer"
     make_model_dir(model_dir)
-    result = run([sys.executable, "-m", "export.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"],
+    result = run([sys.executable, "-m", "imagetransformer.export", f"--model_dir={model_dir}",
+                  f"--export_dir={export_dir}"],
                  cwd=REPO, PYTHONPATH=REPO)
     assert result.returncode == 0, result.stderr
     assert "exported version 1" in result.stdout
@@ -350,7 +352,7 @@ def read(path):
 
 
 def test_default_version_is_next_integer(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
+    monkeypatch.setattr(export_writer, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     assert export_lib.export_model(small_model, str(export_dir)).version == 1
     os.makedirs(export_dir / "7")
@@ -363,7 +365,7 @@ def test_default_version_is_next_integer(small_model, tmp_path, monkeypatch):
 
 
 def test_existing_version_needs_overwrite(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
+    monkeypatch.setattr(export_writer, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     os.makedirs(export_dir / "3")
     (export_dir / "3" / "saved_model.pb").write_text("old")
@@ -378,7 +380,7 @@ def test_existing_version_needs_overwrite(small_model, tmp_path, monkeypatch):
 
 
 def test_failed_export_leaves_nothing(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive(fail=True))
+    monkeypatch.setattr(export_writer, "export_archive", lambda model, **_: FakeArchive(fail=True))
     export_dir = tmp_path / "new" / "base"
     with pytest.raises(RuntimeError, match="disk full"):
         export_lib.export_model(small_model, str(export_dir))
@@ -392,7 +394,7 @@ def test_failed_export_leaves_nothing(small_model, tmp_path, monkeypatch):
 
 
 def test_failed_rename_restores_the_old_version(small_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
+    monkeypatch.setattr(export_writer, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     os.makedirs(export_dir / "1")
     os.makedirs(export_dir / "keras")
@@ -405,10 +407,10 @@ def test_failed_rename_restores_the_old_version(small_model, tmp_path, monkeypat
             raise OSError("rename failed")
         return rename(src, dst)
 
-    monkeypatch.setattr(export_lib.os, "rename", failing_rename)
+    monkeypatch.setattr(export_writer.os, "rename", failing_rename)
     with pytest.raises(OSError, match="rename failed"):
         export_lib.export_model(small_model, str(export_dir), version=1, overwrite=True)
-    monkeypatch.setattr(export_lib.os, "rename", rename)
+    monkeypatch.setattr(export_writer.os, "rename", rename)
     assert sorted(os.listdir(export_dir)) == ["1", "keras"]
     assert read(export_dir / "1" / "saved_model.pb") == "old"
     assert read(export_dir / "keras" / "1.keras") == "old keras"
@@ -432,7 +434,7 @@ def test_local_2d_top_half_must_align_with_query_blocks(tmp_path):
 # Command line.
 # ----------------------------------------------------------------------------------------------------------------
 def export_cli(*flags):
-    return run([sys.executable, "-m", "export.export", *flags], cwd=REPO, PYTHONPATH=REPO)
+    return run([sys.executable, "-m", "imagetransformer.export", *flags], cwd=REPO, PYTHONPATH=REPO)
 
 
 def one_line_error(result):
@@ -468,7 +470,7 @@ def test_concurrent_exports_to_one_base_path_get_distinct_versions(exported, tmp
     """Two exports started together: each claims its own version (the base path's lock serializes them)."""
     _, model_dir, _ = exported
     export_dir = tmp_path / "base"
-    args = [sys.executable, "-m", "export.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
+    args = [sys.executable, "-m", "imagetransformer.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
     processes = [subprocess.Popen(args, cwd=REPO, env=clean_env(PYTHONPATH=REPO), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=TIMEOUT) for p in processes]
@@ -480,7 +482,7 @@ def test_concurrent_exports_to_one_base_path_get_distinct_versions(exported, tmp
 
 def test_an_export_waits_for_one_in_progress(small_model, tmp_path, monkeypatch):
     """While another process holds the base path, an export waits, then writes the next version."""
-    monkeypatch.setattr(export_lib, "export_archive", lambda model, **_: FakeArchive())
+    monkeypatch.setattr(export_writer, "export_archive", lambda model, **_: FakeArchive())
     export_dir = tmp_path / "base"
     export_lib.export_model(small_model, str(export_dir))  # version 1
     holder = subprocess.Popen(

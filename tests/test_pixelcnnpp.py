@@ -156,7 +156,7 @@ def test_commands_train_evaluate_complete_and_export_pixelcnnpp(tmp_path):
     assert run.returncode == 0 and "bits/dim" in run.stdout, run.stderr[-2000:]
     run = run_python("-m", "imagetransformer.complete", "--model_dir=pc", "--output=c.png", "--num_images=2", cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "c.png") > 0, run.stderr[-2000:]
-    run = run_python("-m", "export.export", "--model_dir=pc", "--export_dir=exported", cwd=tmp_path)
+    run = run_python("-m", "imagetransformer.export", "--model_dir=pc", "--export_dir=exported", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     # The SavedModel alone (no imagetransformer import) completes top halves in a fresh process.
     script = (

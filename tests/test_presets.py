@@ -78,9 +78,9 @@ def test_preset_loads_in_a_fresh_process_with_safe_mode(name, tmp_path):
 
 @needs_data
 def test_preset_export_answers_log_prob_equal_to_python(tmp_path):
-    """`python -m export.export --preset` writes a TF Serving export of a shipped preset without training."""
+    """`python -m imagetransformer.export --preset` writes a TF Serving export of a shipped preset without training."""
     name = next(n for n in SHIPPED if presets.list_presets()[n]["task"] == "generation")
-    result = run_python("-m", "export.export", f"--preset={name}", f"--export_dir={tmp_path}", cwd=REPO)
+    result = run_python("-m", "imagetransformer.export", f"--preset={name}", f"--export_dir={tmp_path}", cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     images = np.stack(_test_images(3))
     script = (

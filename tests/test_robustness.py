@@ -54,7 +54,7 @@ def artifacts(tmp_path_factory):
     model_dir, export_dir = str(root / "model"), str(root / "export")
     keras.utils.set_random_seed(0)
     trainer.train(configs.get_config("tiny", train_steps=2, val_examples=0), model_dir, verbose=0)
-    result = subprocess.run([sys.executable, "-m", "export.export", f"--model_dir={model_dir}",
+    result = subprocess.run([sys.executable, "-m", "imagetransformer.export", f"--model_dir={model_dir}",
                              f"--export_dir={export_dir}"], cwd=ROOT, env=_env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -151,17 +151,19 @@ COMMANDS = [
      _command("imagetransformer.complete", "--model_dir={model_dir}", "--output={root}/c.png", "--temperature=nan"),
      None, ["temperature"]),
     ("export_negative_version", "`export --version=-1`",
-     _command("export.export", "--model_dir={model_dir}", "--export_dir={export_dir}", "--version=-1"),
+     _command("imagetransformer.export", "--model_dir={model_dir}", "--export_dir={export_dir}", "--version=-1"),
      None, ["version"]),
     ("export_existing_version", "`export` over version 1 without `--overwrite`",
-     _command("export.export", "--model_dir={model_dir}", "--export_dir={export_dir}", "--version=1"),
+     _command("imagetransformer.export", "--model_dir={model_dir}", "--export_dir={export_dir}", "--version=1"),
      None, ["--overwrite"]),
-    ("client_not_an_image", "`serving.client --image=` a text file",
-     _command("serving.client", "--image={root}/notes.txt", "--output={root}/o.png"), None, ["notes.txt"]),
-    ("client_missing_image", "`serving.client --image=` a missing file",
-     _command("serving.client", "--image={root}/none.png", "--output={root}/o.png"), None, ["none.png"]),
-    ("client_no_server", "`serving.client` with no server listening",
-     _command("serving.client", "--server=127.0.0.1:9", "--signature=sample", "--output={root}/o.png",
+    ("client_not_an_image", "`imagetransformer_serving.client --image=` a text file",
+     _command("imagetransformer_serving.client", "--image={root}/notes.txt", "--output={root}/o.png"), None,
+     ["notes.txt"]),
+    ("client_missing_image", "`imagetransformer_serving.client --image=` a missing file",
+     _command("imagetransformer_serving.client", "--image={root}/none.png", "--output={root}/o.png"), None,
+     ["none.png"]),
+    ("client_no_server", "`imagetransformer_serving.client` with no server listening",
+     _command("imagetransformer_serving.client", "--server=127.0.0.1:9", "--signature=sample", "--output={root}/o.png",
               "--timeout=5"), None, ["127.0.0.1:9"]),
 ]
 

@@ -1,10 +1,10 @@
-"""Tests of serving/: the client against servers speaking TF Serving's gRPC and REST protocols, the configuration
-files and start_server.sh.
+"""Tests of imagetransformer_serving/: the client against servers speaking TF Serving's gRPC and REST protocols, the
+configuration files and start_server.sh.
 
-TF Serving's binary cannot be installed here, so `serving.reference_server` stands in for it: a gRPC server built on
-tensorflow-serving-api's `PredictionService` definition and an HTTP server answering TF Serving's REST JSON, both
-running the exported SavedModel on 127.0.0.1 with ephemeral ports, in a child process that the module starts and
-stops. Every request has a timeout; the server exits by itself after a bounded lifetime.
+TF Serving's binary cannot be installed here, so `imagetransformer_serving.reference_server` stands in for it: a
+gRPC server built on tensorflow-serving-api's `PredictionService` definition and an HTTP server answering TF
+Serving's REST JSON, both running the exported SavedModel on 127.0.0.1 with ephemeral ports, in a child process that
+the module starts and stops. Every request has a timeout; the server exits by itself after a bounded lifetime.
 """
 
 import contextlib
@@ -23,13 +23,13 @@ import pytest
 from PIL import Image
 
 import imagetransformer as it
-from export import export as export_lib
-from serving import client
+from imagetransformer import export as export_lib
+from imagetransformer_serving import client
 
 from conftest import AS_EXPORTED, random_images, tiny_kwargs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVING = os.path.join(REPO, "serving")
+SERVING = os.path.join(REPO, "imagetransformer_serving")
 IMAGE_SHAPE = (8, 8, 3)
 KNOWN_ROWS = 4
 MODEL = "imagetransformer"
@@ -61,7 +61,8 @@ def running_server(export_dir, workdir):
     ready = os.path.join(workdir, "ready.json")
     log = open(ready + ".log", "w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.reference_server", f"--model_base_path={export_dir}", f"--model_name={MODEL}",
+        [sys.executable, "-m", "imagetransformer_serving.reference_server", f"--model_base_path={export_dir}",
+         f"--model_name={MODEL}",
          "--host=127.0.0.1", "--grpc_port=0", "--rest_port=0", f"--ready_file={ready}", "--lifetime_s=600"],
         cwd=REPO, env=clean_env(PYTHONPATH=REPO), stdout=log, stderr=subprocess.STDOUT,
     )
@@ -111,7 +112,8 @@ def expected_completion(model, pixels, seed=0, temperature=1.0):
 
 
 def cli(*flags):
-    return subprocess.run([sys.executable, "-m", "serving.client", *flags], cwd=REPO, env=clean_env(PYTHONPATH=REPO),
+    return subprocess.run([sys.executable, "-m", "imagetransformer_serving.client", *flags], cwd=REPO,
+                          env=clean_env(PYTHONPATH=REPO),
                           capture_output=True, text=True, timeout=120)
 
 

@@ -175,7 +175,7 @@ def test_resize_and_metrics():
 
 
 def test_export_super_resolves_like_python_in_a_fresh_process(tmp_path):
-    from export import export  # pylint: disable=import-outside-toplevel
+    from imagetransformer import export  # pylint: disable=import-outside-toplevel
 
     model = sr_model("local_1d", image_shape=(4, 4, 1))
     result = export.export_model(model, str(tmp_path / "exported"))
@@ -233,7 +233,7 @@ def test_commands_train_evaluate_super_resolve_and_export(tmp_path):
     assert Image.open(tmp_path / "g.png").size == (5 * (28 * 4 + 2) + 2, 2 * (28 * 4 + 2) + 2)
     run = run_python("-m", "imagetransformer.complete", "--model_dir=sr", "--output=c.png", cwd=tmp_path)
     assert run.returncode == 1 and "use python -m imagetransformer.super_resolve" in run.stderr
-    run = run_python("-m", "export.export", "--model_dir=sr", "--export_dir=exp", cwd=tmp_path)
+    run = run_python("-m", "imagetransformer.export", "--model_dir=sr", "--export_dir=exp", cwd=tmp_path)
     assert run.returncode == 0 and "super_resolve" in run.stdout, run.stderr[-2000:]
     run = run_python("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--model=pixelcnnpp",
                "--model_dir=bad", cwd=tmp_path)

@@ -1,18 +1,4 @@
-"""Export a trained model for TensorFlow Serving (SavedModel) and for `keras.models.load_model` (.keras).
-
-```
-python -m export.export --model_dir=runs/x --export_dir=exported/imagetransformer [--version=N] [--overwrite]
-python -m export.export --preset=fashion_mnist_local_1d --export_dir=exported/imagetransformer   # no training
-```
-writes
-
-```
-<export_dir>/
-  <version>/              SavedModel in TF Serving's layout (saved_model.pb, variables/); integer-named
-    saved_model.pb
-    variables/
-  keras/<version>.keras   the same model as a Keras file; TF Serving ignores non-integer entries of the base path
-```
+"""The SavedModel signatures of an exported model: what TF Serving runs.
 
 Signatures (every input carries the batch dimension, as TF Serving's request batching requires):
 
@@ -44,36 +30,19 @@ expected (TF Serving returns it as the error).
 
 For `local_2d` attention the known rows H//2 must be a multiple of the query block height (blocks are generated
 whole); the export refuses a model where they are not.
-
-The export is written into a hidden temporary directory inside `<export_dir>` and renamed into place, so TF Serving
-(which polls the base path) never sees a half-written version and a failed export leaves nothing behind.
 """
 
-import os
-
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import dataclasses
-import fcntl
 import math
-import shutil
-import tempfile
 
-from absl import app
-from absl import flags
 import keras
 import tensorflow as tf
 
 from imagetransformer.generation.sampling import Decoder, per_image_seeds
-from imagetransformer.programs import cli
-from imagetransformer.training import checkpoints
 
 # `serve` is `serving_default` under the endpoint name Keras' own exports use, so that
 # `keras.layers.TFSMLayer(path)` calls it by default.
 SIGNATURES = ("serving_default", "complete", "sample", "log_prob", "serve")
 SUPER_RESOLUTION_SIGNATURES = ("serving_default", "super_resolve", "log_prob", "serve")
-KERAS_DIR = "keras"
 SERVING_SEED = 0
 SERVING_TEMPERATURE = 1.0
 # Images per request the signatures accept (`--max_batch`): a request for more fails at once with a message,
@@ -87,20 +56,12 @@ CACHE_DTYPES = ("bfloat16", "float32")
 DEFAULT_CACHE_DTYPE = "bfloat16"
 
 
+
 class ExportError(ValueError):
     """An export that cannot be written as asked (existing version, unsupported model, bad arguments)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ExportResult:
-    version: int
-    saved_model_dir: str
-    keras_path: str
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# Signatures.
-# ----------------------------------------------------------------------------------------------------------------
 def signature_names(model):
     """The names of the signatures `model` exports."""
     return SIGNATURES if model.condition.completes_top_rows else SUPER_RESOLUTION_SIGNATURES
@@ -317,171 +278,3 @@ def export_archive(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE
     for name, (fn, input_signature) in signature_functions(model, max_batch, cache_dtype).items():
         archive.add_endpoint(name=name, fn=fn, input_signature=input_signature)
     return archive
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Versions and atomic writes.
-# ----------------------------------------------------------------------------------------------------------------
-def existing_versions(export_dir):
-    """Versions present in `export_dir`: integer-named directories and `keras/<int>.keras` files."""
-    versions = set()
-    if os.path.isdir(export_dir):
-        versions.update(int(n) for n in os.listdir(export_dir) if n.isdigit())
-    keras_dir = os.path.join(export_dir, KERAS_DIR)
-    if os.path.isdir(keras_dir):
-        for name in os.listdir(keras_dir):
-            stem, ext = os.path.splitext(name)
-            if ext == ".keras" and stem.isdigit():
-                versions.add(int(stem))
-    return sorted(versions)
-
-
-def _paths(export_dir, version):
-    return os.path.join(export_dir, str(version)), os.path.join(export_dir, KERAS_DIR, f"{version}.keras")
-
-
-def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEFAULT_MAX_BATCH,
-                 cache_dtype=DEFAULT_CACHE_DTYPE):
-    """Writes the SavedModel `<export_dir>/<version>/` and `<export_dir>/keras/<version>.keras` atomically.
-
-    Args:
-        model: an `ImageTransformer`.
-        export_dir: TF Serving's model base path.
-        version: positive integer; default: one more than the highest existing version, or 1.
-        overwrite: replace an existing version (otherwise an `ExportError`).
-        max_batch: the most images one request to a signature may hold.
-        cache_dtype: dtype of the generating signatures' key/value caches: `"bfloat16"` (default) or
-            `"float32"` (see `DEFAULT_CACHE_DTYPE`).
-
-    Returns:
-        An `ExportResult`.
-    """
-    if model.condition.completes_top_rows:
-        known_rows_for(model)  # refuse unsupported models before writing anything
-    export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise ExportError(f"--export_dir={export_dir} exists and is not a directory.")
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ExportError(f"--max_batch={max_batch!r} must be a positive integer.")
-    if cache_dtype not in CACHE_DTYPES:
-        raise ExportError(f"--cache_dtype={cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}.")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-        raise ExportError(f"--version={version!r} must be a positive integer (TF Serving's version directory name).")
-    created = []  # the base path and parents this export creates (removed again if they stay empty)
-    directory = export_dir
-    while not os.path.isdir(directory) and directory != os.path.dirname(directory):
-        created.append(directory)
-        directory = os.path.dirname(directory)
-    os.makedirs(export_dir, exist_ok=True)
-    # Exports to one base path take turns (an exclusive flock on the directory, released by the kernel however
-    # the process ends): the next version is chosen and written by one export at a time, so two concurrent
-    # exports get two versions, and an existing version is never replaced without `overwrite`.
-    fd = os.open(export_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass  # no flock on this file system: unserialized, as before
-        return _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype)
-    finally:
-        os.close(fd)  # releases the lock
-        for directory in created:  # deepest first
-            if os.path.isdir(directory) and not os.listdir(directory):
-                os.rmdir(directory)
-
-
-def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype):
-    if version is None:
-        version = max(existing_versions(export_dir), default=0) + 1
-    saved_model_dir, keras_path = _paths(export_dir, version)
-    exists = os.path.exists(saved_model_dir) or os.path.exists(keras_path)
-    if exists and not overwrite:
-        raise ExportError(
-            f"version {version} already exists in {export_dir}; pass --overwrite to replace it, or omit --version "
-            "to write the next version."
-        )
-
-    created = []  # directories this export creates (removed again if it fails and they stay empty)
-    directory = os.path.dirname(keras_path)
-    while not os.path.isdir(directory) and directory != os.path.dirname(directory):
-        created.append(directory)
-        directory = os.path.dirname(directory)
-    os.makedirs(os.path.dirname(keras_path), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=export_dir)  # not an integer: TF Serving skips it
-    try:
-        new_saved_model, new_keras = os.path.join(tmp, "saved_model"), os.path.join(tmp, "model.keras")
-        export_archive(model, max_batch=max_batch, cache_dtype=cache_dtype).write_out(new_saved_model, verbose=False)
-        model.save(new_keras)
-        # Move an old version aside into tmp (put back on failure), then the new files in; the SavedModel last,
-        # so that TF Serving only sees the version once both artifacts are in place.
-        done = []  # (destination, aside or None, placed)
-        try:
-            for destination, new in ((keras_path, new_keras), (saved_model_dir, new_saved_model)):
-                aside = None
-                if os.path.lexists(destination):
-                    aside = os.path.join(tmp, "old-" + os.path.basename(destination))
-                    os.rename(destination, aside)
-                done.append([destination, aside, False])
-                os.rename(new, destination)
-                done[-1][2] = True
-        except BaseException:
-            for destination, aside, placed in reversed(done):
-                if placed:
-                    _remove(destination)
-                if aside is not None:
-                    os.rename(aside, destination)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for directory in created:  # deepest first
-            if os.path.isdir(directory) and not os.listdir(directory):
-                os.rmdir(directory)
-    return ExportResult(version, saved_model_dir, keras_path)
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line.
-# ----------------------------------------------------------------------------------------------------------------
-def _define_flags():
-    cli.define_model_source_flags("written by training: config.json + model.weights.h5")
-    flags.DEFINE_string("export_dir", None, "TF Serving model base path; the export goes to <export_dir>/<version>/.")
-    flags.DEFINE_integer("version", None, "Version to write; default: one more than the highest existing, or 1.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
-    flags.DEFINE_integer("max_batch", DEFAULT_MAX_BATCH, "Most images one request to a signature may hold; larger "
-                         "requests fail with a message (bounds the server's memory).", lower_bound=1)
-    flags.DEFINE_enum("cache_dtype", DEFAULT_CACHE_DTYPE, CACHE_DTYPES, "Dtype of the decoder's key/value caches in "
-                      "the generating signatures: bfloat16 reads half the bytes per step (about 1.5x faster on CPU); "
-                      "float32 samples the model's distribution exactly.")
-    flags.mark_flags_as_required(["export_dir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value (--helpfull lists them).", 2)
-    cli.default_to_warnings()  # TF's INFO lines (fingerprints, ...) are noise here
-    model_dir = cli.model_source("written by training: config.json + model.weights.h5")
-    try:
-        model = checkpoints.load_model(model_dir)
-        result = export_model(model, flags.FLAGS.export_dir, flags.FLAGS.version, flags.FLAGS.overwrite,
-                              flags.FLAGS.max_batch, flags.FLAGS.cache_dtype)
-    except (checkpoints.CheckpointError, ExportError) as e:
-        cli.fail(e)
-    print(f"exported version {result.version}: SavedModel {result.saved_model_dir} "
-          f"(signatures: {', '.join(signature_names(model))}), Keras file {result.keras_path}")
-    return 0
-
-
-def run_main():
-    _define_flags()
-    app.run(main, flags_parser=cli.parse_flags)
-
-
-if __name__ == "__main__":
-    run_main()

@@ -1,15 +1,15 @@
 """Client for the exported model behind TensorFlow Serving (REST or gRPC).
 
 ```
-python -m serving.client --server=localhost:8501 --image=in.png --output=out.png            # REST
-python -m serving.client --server=localhost:8500 --grpc --image=in.png --output=out.png     # gRPC
-python -m serving.client --signature=complete --seed=3 --temperature=0.9 --image=in.png --output=out.png
-python -m serving.client --signature=sample --seed=0 --num_images=4 --output=samples.png
-python -m serving.client --signature=log_prob --image=in.png                               # prints JSON
-python -m serving.client --signature=super_resolve --image=small.png --output=big.png     # super-resolution model
-python -m serving.client --status                                                          # model status
-python -m serving.client --label=9 --image=in.png --output=out.png                        # class-conditional model
-python -m serving.client --signature=complete --image=in.png --write_request=request.json  # REST body, for curl
+python -m imagetransformer_serving.client --server=localhost:8501 --image=in.png --output=out.png            # REST
+python -m imagetransformer_serving.client --server=localhost:8500 --grpc --image=in.png --output=out.png     # gRPC
+python -m imagetransformer_serving.client --signature=complete --seed=3 --temperature=0.9 --image=in.png --output=out.png
+python -m imagetransformer_serving.client --signature=sample --seed=0 --num_images=4 --output=samples.png
+python -m imagetransformer_serving.client --signature=log_prob --image=in.png                               # prints JSON
+python -m imagetransformer_serving.client --signature=super_resolve --image=small.png --output=big.png     # super-resolution model
+python -m imagetransformer_serving.client --status                                                          # model status
+python -m imagetransformer_serving.client --label=9 --image=in.png --output=out.png                        # class-conditional model
+python -m imagetransformer_serving.client --signature=complete --image=in.png --write_request=request.json  # REST body, for curl
 ```
 `--image` is a whole image of the model's size (H x W; grayscale images are sent with 1 channel, others as RGB,
 or force with `--channels`): the client sends its top H//2 rows and writes the completed image as PNG. Several
@@ -341,8 +341,12 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_main():
     from absl import app
 
     _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()

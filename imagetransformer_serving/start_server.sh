@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Starts TensorFlow Serving on an export written by `python -m export.export`:
-#   serving/start_server.sh EXPORT_DIR [extra tensorflow_model_server flags...]
+# Starts TensorFlow Serving on an export written by `python -m imagetransformer.export`:
+#   imagetransformer_serving/start_server.sh EXPORT_DIR [extra tensorflow_model_server flags...]
 # Model name "imagetransformer", gRPC on $GRPC_PORT (8500), REST on $REST_PORT (8501), request batching with
-# serving/batching_parameters.txt. Uses `tensorflow_model_server` when it is on PATH, otherwise the
+# imagetransformer_serving/batching_parameters.txt. Uses `tensorflow_model_server` when it is on PATH, otherwise the
 # tensorflow/serving docker image ($TF_SERVING_IMAGE, default tensorflow/serving:latest).
 set -euo pipefail
 
@@ -11,13 +11,13 @@ if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
   exit 2
 fi
 if [[ ! -d "$1" ]]; then
-  echo "error: EXPORT_DIR=$1 is not a directory (write one with: python -m export.export --model_dir=... --export_dir=$1)" >&2
+  echo "error: EXPORT_DIR=$1 is not a directory (write one with: python -m imagetransformer.export --model_dir=... --export_dir=$1)" >&2
   exit 1
 fi
 EXPORT_DIR="$(cd "$1" && pwd)"
 shift
 if ! ls "$EXPORT_DIR" | grep -qE '^[0-9]+$'; then
-  echo "error: $EXPORT_DIR has no version directory (<export_dir>/<integer>/saved_model.pb); run python -m export.export first" >&2
+  echo "error: $EXPORT_DIR has no version directory (<export_dir>/<integer>/saved_model.pb); run python -m imagetransformer.export first" >&2
   exit 1
 fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,6 +56,6 @@ elif command -v docker >/dev/null 2>&1; then
 else
   echo "error: neither tensorflow_model_server nor docker is installed. Install TF Serving" \
        "(https://www.tensorflow.org/tfx/serving/setup) or docker; without either," \
-       "python -m serving.reference_server --model_base_path=$EXPORT_DIR serves the same protocols for testing." >&2
+       "python -m imagetransformer_serving.reference_server --model_base_path=$EXPORT_DIR serves the same protocols for testing." >&2
   exit 1
 fi

@@ -1,7 +1,7 @@
 """A small stand-in for TensorFlow Serving: runs an exported SavedModel behind TF Serving's two protocols.
 
 TF Serving's own binary (`tensorflow_model_server`) is not installable with pip, so the tests (and anyone without
-it or docker) use this server to check `serving.client` end to end. It speaks:
+it or docker) use this server to check `imagetransformer_serving.client` end to end. It speaks:
 
 - gRPC: `tensorflow.serving.PredictionService/Predict` and `tensorflow.serving.ModelService/GetModelStatus`, built
   on `tensorflow-serving-api`'s generated service definitions;
@@ -13,7 +13,7 @@ It serves the highest integer version under `--model_base_path` (TF Serving's de
 needs TensorFlow: the SavedModel runs without `imagetransformer`.
 
 ```
-python -m serving.reference_server --model_base_path=exported/imagetransformer --grpc_port=8500 --rest_port=8501
+python -m imagetransformer_serving.reference_server --model_base_path=exported/imagetransformer --grpc_port=8500 --rest_port=8501
 ```
 Port 0 picks a free port; `--ready_file` receives `{"grpc_port": ..., "rest_port": ...}` once both listen.
 Not a production server: no request batching, no version hot-reload.
@@ -382,5 +382,9 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def run_main():
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run_main()
