@@ -16,7 +16,8 @@ needs TensorFlow: the SavedModel runs without `imagetransformer`.
 python -m imagetransformer_serving.reference_server --model_base_path=exported/imagetransformer --grpc_port=8500 --rest_port=8501
 ```
 Port 0 picks a free port; `--ready_file` receives `{"grpc_port": ..., "rest_port": ...}` once both listen.
-Not a production server: no request batching, no version hot-reload.
+With `--enable_batching` (and `--batching_parameters_file`, TF Serving's flags) concurrent requests are
+merged into batches (`Batcher`). Not a production server: no version hot-reload.
 """
 
 import os
@@ -25,12 +26,14 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
+import dataclasses
 import http.server
 import json
 import re
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 
 import numpy as np
@@ -52,10 +55,138 @@ class ServingError(Exception):
         self.http_status = http_status
 
 
-class Servable:
-    """The latest version of a SavedModel base path, with TF Serving's input/output checks."""
+@dataclasses.dataclass(frozen=True)
+class BatchingParameters:
+    """TF Serving's `--batching_parameters_file` fields that this server uses (see `batching_parameters.txt`)."""
 
-    def __init__(self, model_base_path, model_name):
+    max_batch_size: int = 16
+    batch_timeout_micros: int = 5000
+    max_enqueued_batches: int = 64
+    num_batch_threads: int = 2
+
+    @classmethod
+    def from_file(cls, path):
+        """Reads the `name { value: N }` fields of a TF Serving batching parameters file (text protobuf); fields
+        this server does not use (`pad_variable_length_inputs`, ...) are ignored."""
+        with open(path) as f:
+            text = f.read()
+        values = {name: int(value) for name, value in re.findall(r"(\w+)\s*\{\s*value:\s*(-?\d+)\s*\}", text)}
+        known = {field.name for field in dataclasses.fields(cls)}
+        parameters = cls(**{k: v for k, v in values.items() if k in known})
+        bad = {k: v for k, v in dataclasses.asdict(parameters).items() if v < (0 if k == "batch_timeout_micros" else 1)}
+        if bad:
+            raise ValueError(f"{path}: {bad} out of range (batch_timeout_micros >= 0, the others >= 1)")
+        return parameters
+
+
+class _Pending:
+    """One request waiting in the `Batcher`: its inputs, and its outputs or error once the batch ran."""
+
+    def __init__(self, key, arrays, size):
+        self.key, self.arrays, self.size = key, arrays, size
+        self.arrival = time.monotonic()
+        self.done = threading.Event()
+        self.outputs = self.error = None
+
+
+class Batcher:
+    """Request batching as TF Serving's `--enable_batching` does it: concurrent calls of one signature whose inputs
+    agree beyond the batch dimension (axis 0 of every input) are merged into one call of at most `max_batch_size`
+    images, the first request waiting at most `batch_timeout_micros` for others; the outputs (batch-major too) are
+    split back per request. The exported signatures generate image i from its own seed, so a merged request gets
+    exactly the images it would get alone, only sooner: a completion runs its H*W/2 sequential steps whatever the
+    batch size. A merged call that fails runs again request by request, so each request gets its own answer.
+
+    Args:
+        call: `(signature_name, {input: np.ndarray}) -> {output: np.ndarray}`, raising `ServingError`.
+        parameters: `BatchingParameters`.
+    """
+
+    def __init__(self, call, parameters):
+        self._call = call
+        self.parameters = parameters
+        self._timeout_s = parameters.batch_timeout_micros / 1e6
+        self._queue = []
+        self._ready = threading.Condition()
+        self.batches = self.requests = 0  # calls made and requests answered (merged requests count once each)
+        for i in range(parameters.num_batch_threads):
+            threading.Thread(target=self._work, name=f"batch-{i}", daemon=True).start()
+
+    def __call__(self, signature_name, arrays):
+        sizes = {len(a) if a.ndim else -1 for a in arrays.values()}
+        size = sizes.pop() if len(sizes) == 1 else -1
+        if size < 1 or size >= self.parameters.max_batch_size:  # nothing to merge (or the signature's check answers)
+            return self._call(signature_name, arrays)
+        key = (signature_name, tuple(sorted((k, a.dtype.str, a.shape[1:]) for k, a in arrays.items())))
+        pending = _Pending(key, arrays, size)
+        with self._ready:
+            if len(self._queue) >= self.parameters.max_enqueued_batches * self.parameters.max_batch_size:
+                raise ServingError("the request batching queue is full; retry later", "UNAVAILABLE", 503)
+            self._queue.append(pending)
+            self._ready.notify_all()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.outputs
+
+    def _take(self):
+        """The next batch: the oldest request and the later ones of the same key that fit, once the batch is full or
+        the oldest request has waited `batch_timeout_micros`."""
+        with self._ready:
+            while True:
+                while not self._queue:
+                    self._ready.wait()
+                head = self._queue[0]
+                group, total = [], 0
+                for pending in self._queue:
+                    if pending.key == head.key and total + pending.size <= self.parameters.max_batch_size:
+                        group.append(pending)
+                        total += pending.size
+                wait = head.arrival + self._timeout_s - time.monotonic()
+                if total >= self.parameters.max_batch_size or wait <= 0:
+                    for pending in group:
+                        self._queue.remove(pending)
+                    return group
+                self._ready.wait(wait)
+
+    def _work(self):
+        while True:
+            group = self._take()
+            self._run(group)
+
+    def _run(self, group):
+        if len(group) > 1:
+            try:
+                merged = {k: np.concatenate([p.arrays[k] for p in group]) for k in group[0].arrays}
+                outputs = self._call(group[0].key[0], merged)
+                ends = np.cumsum([p.size for p in group])[:-1]
+                parts = {k: np.split(v, ends) for k, v in outputs.items()}
+                for i, pending in enumerate(group):
+                    pending.outputs = {k: v[i] for k, v in parts.items()}
+                self.batches += 1
+                self.requests += len(group)
+                for pending in group:
+                    pending.done.set()
+                return
+            except ServingError:
+                pass  # some request is bad: answer each on its own
+        for pending in group:
+            try:
+                pending.outputs = self._call(pending.key[0], pending.arrays)
+            except ServingError as e:
+                pending.error = e
+            except Exception as e:  # pylint: disable=broad-except  (the waiting request must get an answer)
+                pending.error = ServingError(f"{type(e).__name__}: {e}", "INTERNAL", 500)
+            self.batches += 1
+            self.requests += 1
+            pending.done.set()
+
+
+class Servable:
+    """The latest version of a SavedModel base path, with TF Serving's input/output checks; with `batching`
+    (`BatchingParameters`), concurrent requests are merged by a `Batcher`."""
+
+    def __init__(self, model_base_path, model_name, batching=None):
         import tensorflow as tf
 
         self.tf = tf
@@ -66,6 +197,7 @@ class Servable:
         self.version = max(versions)
         self.loaded = tf.saved_model.load(os.path.join(model_base_path, str(self.version)))  # keep a reference
         self.signatures = dict(self.loaded.signatures)
+        self.batcher = Batcher(self._call, batching) if batching is not None else None
 
     def check_model(self, name, version=None):
         if name != self.name:
@@ -104,13 +236,18 @@ class Servable:
             if not spec.shape.is_compatible_with(array.shape):
                 raise ServingError(f"input {key} of shape {list(array.shape)} does not match the signature's "
                                    f"{spec.shape}")
-            arrays[key] = tf.constant(array)
+            arrays[key] = array
+        return name, (self.batcher or self._call)(name, arrays)
+
+    def _call(self, name, arrays):
+        """One call of signature `name` on checked numpy inputs; numpy outputs."""
+        tf = self.tf
         try:
-            outputs = signature(**arrays)
+            outputs = self.signatures[name](**{k: tf.constant(v) for k, v in arrays.items()})
         except tf.errors.OpError as e:
-            raise ServingError(e.message, "INVALID_ARGUMENT" if isinstance(e, tf.errors.InvalidArgumentError)
-                               else "INTERNAL", 400 if isinstance(e, tf.errors.InvalidArgumentError) else 500)
-        return name, {k: v.numpy() for k, v in outputs.items()}
+            invalid = isinstance(e, tf.errors.InvalidArgumentError)
+            raise ServingError(e.message, "INVALID_ARGUMENT" if invalid else "INTERNAL", 400 if invalid else 500)
+        return {k: v.numpy() for k, v in outputs.items()}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -351,13 +488,26 @@ def main(argv=None):
     parser.add_argument("--rest_port", type=int, default=8501, help="0: any free port; -1: no REST")
     parser.add_argument("--ready_file", help="written (atomically) with the bound ports once serving")
     parser.add_argument("--lifetime_s", type=float, default=0, help="exit after this many seconds (0: never)")
+    parser.add_argument("--enable_batching", action="store_true",
+                        help="merge concurrent requests into batches, as TF Serving's flag of this name does")
+    parser.add_argument("--batching_parameters_file", help="TF Serving batching parameters (text protobuf); "
+                        "default with --enable_batching: max_batch_size 16, batch_timeout_micros 5000")
     args = parser.parse_args(argv)
 
-    servable = Servable(args.model_base_path, args.model_name)
+    batching = None
+    if args.enable_batching or args.batching_parameters_file:
+        try:
+            batching = (BatchingParameters.from_file(args.batching_parameters_file) if args.batching_parameters_file
+                        else BatchingParameters())
+        except (OSError, ValueError) as e:
+            parser.error(f"--batching_parameters_file: {e}")
+    servable = Servable(args.model_base_path, args.model_name, batching)
     ports = {}
     grpc_server = rest_server = None
     if args.grpc_port >= 0:
-        grpc_server, ports["grpc_port"] = make_grpc_server(servable, args.grpc_port, args.host)
+        # With batching, as many calls as one batch holds may wait in the batcher at once.
+        workers = max(2, batching.max_batch_size + 1) if batching else 2
+        grpc_server, ports["grpc_port"] = make_grpc_server(servable, args.grpc_port, args.host, max_workers=workers)
         grpc_server.start()
     if args.rest_port >= 0:
         rest_server = make_rest_server(servable, args.rest_port, args.host)

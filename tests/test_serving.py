@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ from PIL import Image
 
 import imagetransformer as it
 from imagetransformer import export as export_lib
-from imagetransformer_serving import client
+from imagetransformer_serving import client, reference_server
 
 from conftest import AS_EXPORTED, random_images, tiny_kwargs
 
@@ -284,6 +285,55 @@ def test_batching_parameters_name_known_fields():
         fields = [line.split()[0].rstrip(":") for line in f if line.strip() and not line.startswith("#")]
     assert fields and set(fields) <= known, fields
     assert "max_batch_size" in fields
+
+
+def test_batching_parameters_file_is_read_as_tf_serving_reads_it(tmp_path):
+    parameters = reference_server.BatchingParameters.from_file(os.path.join(SERVING, "batching_parameters.txt"))
+    assert parameters == reference_server.BatchingParameters(max_batch_size=16, batch_timeout_micros=5000,
+                                                             max_enqueued_batches=64, num_batch_threads=2)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("max_batch_size { value: 0 }\n")
+    with pytest.raises(ValueError, match="max_batch_size.*out of range"):
+        reference_server.BatchingParameters.from_file(str(bad))
+
+
+def test_batching_merges_concurrent_requests_and_keeps_each_answer(export_dir, model, image_file):
+    # Requests at once are merged into batches (fewer signature calls than requests) and get exactly the images
+    # they get alone (per-image seeds); a bad request among them gets its own error and the others their images.
+    parameters = reference_server.BatchingParameters(max_batch_size=8, batch_timeout_micros=300_000,
+                                                     num_batch_threads=1)
+    servable = reference_server.Servable(export_dir, MODEL, parameters)
+    _, pixels = image_file
+    top = pixels[None, :KNOWN_ROWS].tolist()
+
+    def concurrently(seeds, bad=()):
+        start, answers = threading.Barrier(len(seeds)), {}
+
+        def request(seed):
+            inputs = {"top_half": top, "seed": [seed], "temperature": [float("nan") if seed in bad else 1.0]}
+            start.wait()
+            try:
+                answers[seed] = servable.run("complete", inputs, reference_server._json_value)[1]["images"][0]
+            except reference_server.ServingError as e:
+                answers[seed] = e
+
+        threads = [threading.Thread(target=request, args=(seed,)) for seed in seeds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert sorted(answers) == sorted(seeds)
+        for seed in seeds:
+            if seed in bad:
+                assert isinstance(answers[seed], reference_server.ServingError), seed
+                assert "temperature" in str(answers[seed])
+            else:
+                np.testing.assert_array_equal(answers[seed], expected_completion(model, pixels, seed=seed))
+
+    concurrently([0, 1, 2, 3, 4, 5])
+    assert servable.batcher.requests == 6 and servable.batcher.batches < 6  # merged: one call for several
+    concurrently([6, 7, 8], bad=(7,))
+    assert servable.batcher.requests == 9
 
 
 def fake_binary(directory, name):
