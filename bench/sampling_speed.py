@@ -9,10 +9,13 @@ attention type:
 default (`python -m imagetransformer.export --cache_dtype`). Timings are medians of `--repeats` runs after a warm-up
 (compilation excluded). `exported_complete_s` is the exported `complete` signature (bfloat16 caches, the
 export's default) loaded in a fresh process without `imagetransformer` on its path, as TF Serving runs it, on the
-same images; `--exported_batch_sizes` adds its images/s at those batch sizes. `bytes_per_step` is what one cached
+same images; `--exported_batch_sizes` adds its images/s at those batch sizes. `exported_xla_complete_s` is the
+opt-in XLA export (`--jit_compile`: float32 caches, its loop compiled by XLA, as TF Serving runs it with
+`--xla_cpu_compilation_enabled=true`). `bytes_per_step` is what one cached
 step reads at least (every weight once, plus the key/value caches), next to the machine's memory bandwidth
-measured by a large array copy. The naive decoder re-runs the whole network once per generated pixel; unless `--naive_steps=512`, its time is measured on `--naive_steps`
-pixels and scaled to 512 (each naive step costs the same full forward pass).
+measured by a large array copy. The naive decoder re-runs the whole network once per generated pixel; unless
+`--naive_steps=512`, its time is measured on `--naive_steps` pixels and scaled to 512 (each naive step costs the
+same full forward pass).
 """
 
 import json
@@ -37,6 +40,7 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
 flags.DEFINE_integer("naive_steps", 8, "Naive decoder steps timed (scaled to all generated pixels).")
 flags.DEFINE_integer("num_layers", 6, "Decoder blocks.")
 flags.DEFINE_list("exported_batch_sizes", [], "Also time the exported `complete` at these batch sizes (images/s).")
+flags.DEFINE_bool("exported_xla", True, "Also time the opt-in XLA export (`--jit_compile`, float32 caches).")
 
 # Times the exported `complete` signature in a fresh process: argv = saved_model_dir, images.npy, repeats,
 # extra batch sizes. Prints one JSON line.
@@ -109,6 +113,11 @@ def main(argv):
         result.update(bytes_per_step(model, FLAGS.batch_size))
         result.update(exported_timing(model, images[:, :known_rows]))
         result["exported_over_xla"] = round(result["exported_complete_s"] / result["cached_xla_s"], 2)
+        if FLAGS.exported_xla:  # the opt-in XLA export (TF Serving's --xla_cpu_compilation_enabled)
+            xla = exported_timing(model, images[:, :known_rows], jit_compile=True)
+            result["exported_xla_complete_s"] = xla["exported_complete_s"]
+            result["exported_xla_images_per_s"] = xla["exported_images_per_s"]
+            result["exported_xla_over_xla"] = round(xla["exported_complete_s"] / result["cached_xla_s"], 2)
         print(json.dumps(result), flush=True)
 
 
@@ -136,13 +145,14 @@ def bytes_per_step(model, batch_size):
             "floor_ms_per_step_bf16": round(1e3 * bf16 / (bandwidth * 1e9), 2)}
 
 
-def exported_timing(model, top_half):
-    """The exported `complete` signature (bfloat16 caches) timed in a fresh process on `top_half`."""
+def exported_timing(model, top_half, jit_compile=False):
+    """The exported `complete` signature (the export's default caches: bfloat16, float32 with `jit_compile`)
+    timed in a fresh process on `top_half`."""
     from imagetransformer.export import export_model  # pylint: disable=import-outside-toplevel
 
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
-        saved_model_dir = export_model(model, os.path.join(directory, "model")).saved_model_dir
+        saved_model_dir = export_model(model, os.path.join(directory, "model"), jit_compile=jit_compile).saved_model_dir
         export_s = time.perf_counter() - start
         images_path = os.path.join(directory, "top_half.npy")
         np.save(images_path, top_half)

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 import imagetransformer as it
 from imagetransformer import export as export_lib
@@ -83,8 +84,6 @@ def test_layout_follows_tf_serving(exported):
 
 
 def test_signatures_use_no_py_function_and_no_xla(exported):
-    from tensorflow.core.protobuf import saved_model_pb2
-
     _, _, export_dir = exported
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(export_dir, "1", "saved_model.pb"), "rb") as f:
@@ -532,3 +531,28 @@ def test_cache_dtype_option(tmp_path):
     with pytest.raises(export_lib.ExportError, match="--cache_dtype='float16' must be one of bfloat16, float32"):
         export_lib.export_model(model, str(tmp_path / "exported"), cache_dtype="float16")
     assert not (tmp_path / "exported").exists()
+
+
+def test_opt_in_xla_export_keeps_its_loop_compiled(tmp_path):
+    """`--jit_compile` writes the decoding loop as a function that must be compiled with XLA (what TF Serving's
+    `--xla_cpu_compilation_enabled` runs), with float32 caches; loaded back, it completes exactly as in-process XLA
+    decoding does. The default export has no such function."""
+    keras.utils.set_random_seed(0)
+    model = it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=(4, 4, 1)))
+    images = random_images(2, model.image_shape, seed=3)
+    xla = export_lib.export_model(model, str(tmp_path / "xla"), jit_compile=True)
+    plain = export_lib.export_model(model, str(tmp_path / "plain"))
+
+    def must_compile(saved_model_dir):
+        saved_model = saved_model_pb2.SavedModel()
+        with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+            saved_model.ParseFromString(f.read())
+        library = saved_model.meta_graphs[0].graph_def.library
+        return [f.signature.name for f in library.function if f.attr["_XlaMustCompile"].b]
+
+    assert must_compile(xla.saved_model_dir) and not must_compile(plain.saved_model_dir)
+    complete = tf.saved_model.load(xla.saved_model_dir).signatures["complete"]
+    exported = complete(top_half=tf.constant(images[:, :2]), seed=tf.constant([4, 5], tf.int64),
+                        temperature=tf.ones([2]))["images"]
+    expected = it.complete(model, images, 2, seed=[4, 5], jit_compile=True, cache_dtype="float32")
+    np.testing.assert_array_equal(exported.numpy(), expected.numpy())

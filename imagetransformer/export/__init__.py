@@ -21,6 +21,7 @@ from imagetransformer.export.signatures import (
     SIGNATURES,
     SUPER_RESOLUTION_SIGNATURES,
     ExportError,
+    default_cache_dtype,
     export_archive,
     known_rows_for,
     signature_functions,
@@ -29,7 +30,8 @@ from imagetransformer.export.signatures import (
 from imagetransformer.export.writer import KERAS_DIR, ExportResult, existing_versions, export_model
 
 __all__ = [
-    "CACHE_DTYPES", "DEFAULT_CACHE_DTYPE", "DEFAULT_MAX_BATCH", "KERAS_DIR", "SERVING_SEED", "SERVING_TEMPERATURE",
-    "SIGNATURES", "SUPER_RESOLUTION_SIGNATURES", "ExportError", "ExportResult", "existing_versions",
-    "export_archive", "export_model", "known_rows_for", "signature_functions", "signature_names",
+    "CACHE_DTYPES", "DEFAULT_CACHE_DTYPE", "DEFAULT_MAX_BATCH", "ExportError", "ExportResult", "KERAS_DIR",
+    "SERVING_SEED", "SERVING_TEMPERATURE", "SIGNATURES", "SUPER_RESOLUTION_SIGNATURES", "default_cache_dtype",
+    "existing_versions", "export_archive", "export_model", "known_rows_for", "signature_functions",
+    "signature_names",
 ]

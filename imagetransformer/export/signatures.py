@@ -56,10 +56,15 @@ CACHE_DTYPES = ("bfloat16", "float32")
 DEFAULT_CACHE_DTYPE = "bfloat16"
 
 
+def default_cache_dtype(jit_compile=False):
+    """The cache dtype an export uses unless told: bfloat16 on the graph executor, float32 under XLA (which
+    emulates bfloat16 arithmetic on CPU: 4x slower there)."""
+    return "float32" if jit_compile else DEFAULT_CACHE_DTYPE
+
+
 
 class ExportError(ValueError):
     """An export that cannot be written as asked (existing version, unsupported model, bad arguments)."""
-
 
 
 def signature_names(model):
@@ -191,18 +196,21 @@ class _Inputs:
         ]
 
 
-def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE):
+def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE,
+                        jit_compile=False):
     """`{name: (fn, input_signature)}` for `ExportArchive.add_endpoint`; graph-only, standard TF ops.
 
     One family for every model (`signature_names`): `serving_default` and `complete` (`super_resolve` for a
     super-resolution model) generate from the source input, `sample` from nothing, `log_prob` scores images; each
     takes the model's condition beside (see `_Inputs`). Every signature refuses more than `max_batch` images.
-    The generating signatures keep their key/value caches in `cache_dtype` (see `DEFAULT_CACHE_DTYPE`).
+    The generating signatures keep their key/value caches in `cache_dtype` (see `DEFAULT_CACHE_DTYPE`). With
+    `jit_compile` their decoding loop is a nested function that must be compiled with XLA (the opt-in XLA export:
+    TF Serving runs it with `--xla_cpu_compilation_enabled=true` on CPU; see `default_cache_dtype`).
     """
     inputs = _Inputs(model, max_batch)
     height, width, channels = model.image_shape
     order = model.order
-    decoder = Decoder(model, jit_compile=False, cache_dtype=cache_dtype)
+    decoder = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
 
     def to_images(tokens, batch):
         return tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])
@@ -271,10 +279,11 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_
     return {name: functions[name] for name in signature_names(model)}
 
 
-def export_archive(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE):
+def export_archive(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE,
+                   jit_compile=False):
     """A `keras.export.ExportArchive` tracking `model` with its signatures (`signature_names`)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, (fn, input_signature) in signature_functions(model, max_batch, cache_dtype).items():
+    for name, (fn, input_signature) in signature_functions(model, max_batch, cache_dtype, jit_compile).items():
         archive.add_endpoint(name=name, fn=fn, input_signature=input_signature)
     return archive

@@ -23,9 +23,9 @@ import tempfile
 
 from imagetransformer.export.signatures import (
     CACHE_DTYPES,
-    DEFAULT_CACHE_DTYPE,
     DEFAULT_MAX_BATCH,
     ExportError,
+    default_cache_dtype,
     export_archive,
     known_rows_for,
 )
@@ -60,7 +60,7 @@ def _paths(export_dir, version):
 
 
 def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEFAULT_MAX_BATCH,
-                 cache_dtype=DEFAULT_CACHE_DTYPE):
+                 cache_dtype=None, jit_compile=False):
     """Writes the SavedModel `<export_dir>/<version>/` and `<export_dir>/keras/<version>.keras` atomically.
 
     Args:
@@ -69,8 +69,10 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         version: positive integer; default: one more than the highest existing version, or 1.
         overwrite: replace an existing version (otherwise an `ExportError`).
         max_batch: the most images one request to a signature may hold.
-        cache_dtype: dtype of the generating signatures' key/value caches: `"bfloat16"` (default) or
-            `"float32"` (see `DEFAULT_CACHE_DTYPE`).
+        cache_dtype: dtype of the generating signatures' key/value caches: `"bfloat16"` or `"float32"`; None:
+            `default_cache_dtype(jit_compile)` (bfloat16, or float32 with `jit_compile`).
+        jit_compile: the opt-in XLA export: the generating signatures' decoding loop must be compiled with XLA,
+            which TF Serving does on CPU with `--xla_cpu_compilation_enabled=true` (and refuses without it).
 
     Returns:
         An `ExportResult`.
@@ -82,6 +84,8 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         raise ExportError(f"--export_dir={export_dir} exists and is not a directory.")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ExportError(f"--max_batch={max_batch!r} must be a positive integer.")
+    if cache_dtype is None:
+        cache_dtype = default_cache_dtype(jit_compile)
     if cache_dtype not in CACHE_DTYPES:
         raise ExportError(f"--cache_dtype={cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}.")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
@@ -101,7 +105,7 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             pass  # no flock on this file system: unserialized, as before
-        return _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype)
+        return _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, bool(jit_compile))
     finally:
         os.close(fd)  # releases the lock
         for directory in created:  # deepest first
@@ -109,7 +113,7 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
                 os.rmdir(directory)
 
 
-def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype):
+def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, jit_compile):
     if version is None:
         version = max(existing_versions(export_dir), default=0) + 1
     saved_model_dir, keras_path = _paths(export_dir, version)
@@ -129,7 +133,8 @@ def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype
     tmp = tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=export_dir)  # not an integer: TF Serving skips it
     try:
         new_saved_model, new_keras = os.path.join(tmp, "saved_model"), os.path.join(tmp, "model.keras")
-        export_archive(model, max_batch=max_batch, cache_dtype=cache_dtype).write_out(new_saved_model, verbose=False)
+        archive = export_archive(model, max_batch=max_batch, cache_dtype=cache_dtype, jit_compile=jit_compile)
+        archive.write_out(new_saved_model, verbose=False)
         model.save(new_keras)
         # Move an old version aside into tmp (put back on failure), then the new files in; the SavedModel last,
         # so that TF Serving only sees the version once both artifacts are in place.

@@ -16,6 +16,7 @@ into batches). A seed given as one int `s` means seed pairs `(s, i)` for image `
 means pairs `(seed_i, 0)`.
 """
 
+import functools
 import weakref
 
 import keras
@@ -138,7 +139,8 @@ class Decoder:
 
     Args:
         model: an `ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`.
-        jit_compile: compile the step loop with XLA (in-process sampling only; keep it out of exports).
+        jit_compile: compile the step loop with XLA (in-process sampling; in an export, the opt-in XLA export
+            that TF Serving runs with `--xla_cpu_compilation_enabled`).
         cache_dtype: dtype of the cached keys and values (`CachedStep`); `"bfloat16"` halves the bytes each step
             reads from the caches, with the head and the sampler still in float32. None: the compute dtype.
     """
@@ -227,8 +229,11 @@ class Decoder:
         noise = per_image_noise(seeds, self.order.length, self.head.noise_size)
         step = self.step_function()
         state = step.init_state(tokens, known_length, condition)
-        tokens, _, _ = self._decode_traced(step, tokens, state, tf.constant(known_length, tf.int32),
-                                           tf.constant(self.order.length), noise, temperature)
+        # With XLA the loop is a nested function that must be compiled (the SavedModel keeps it so marked).
+        decode = (self._decode_fns["cached" if step is self.cached else "rerun"] if self.jit_compile
+                  else functools.partial(self._decode_traced, step))
+        tokens, _, _ = decode(tokens, state, tf.constant(known_length, tf.int32), tf.constant(self.order.length),
+                              noise, temperature)
         return tokens
 
     # ----------------------------------------------------------------------------------------------------------
