@@ -5,6 +5,7 @@ The program `python -m imagetransformer.export` runs `main` below:
 ```
 python -m imagetransformer.export --model_dir=runs/x --export_dir=exported/imagetransformer [--version=N] [--overwrite]
 python -m imagetransformer.export --preset=fashion_mnist_local_1d --export_dir=exported/imagetransformer  # no training
+python -m imagetransformer.export --preset=fashion_mnist_local_1d --export_dir=exported/xla --jit_compile  # XLA
 ```
 It writes the next version of the TF Serving base path `--export_dir` (`imagetransformer.export.writer`) with the
 signatures of `imagetransformer.export.signatures`, and prints what it wrote.
@@ -21,7 +22,6 @@ from imagetransformer.export import (
 )
 from imagetransformer.programs import cli
 from imagetransformer.training import checkpoints
-
 
 FLAGS = flags.FLAGS
 MODEL_SOURCE = "written by training: config.json + model.weights.h5"
