@@ -3,7 +3,7 @@
 def py_module_binary(name, module, deps):
     """A program that runs `module` with runpy, as `python -m module` does.
 
-    A generated two-line launcher imports the module as part of its package, so it is not run as a loose script
+    A generated launcher imports the module as part of its package, so it is not run as a loose script
     whose folder would come first on sys.path (which matters for a module whose folder holds a module or package
     named like a top-level one).
 
@@ -11,6 +11,9 @@ def py_module_binary(name, module, deps):
       name: target name.
       module: dotted module name, e.g. "imagetransformer.train".
       deps: py_library targets that contain the module.
+
+    Under `bazel run` the program runs in the directory Bazel was started from (`BUILD_WORKING_DIRECTORY`), so
+    `--model_dir=runs/demo` means the user's `runs/demo`, as with `python -m`.
     """
     launcher = name + "_launcher.py"
     native.genrule(
@@ -22,6 +25,8 @@ def py_module_binary(name, module, deps):
             "import os, runpy, sys",
             "if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):",
             "    del sys.path[0]  # as with -m: not this folder but the package root (on PYTHONPATH) comes first",
+            "if os.environ.get('BUILD_WORKING_DIRECTORY'):  # bazel run: relative paths are the user's, not runfiles'",
+            "    os.chdir(os.environ['BUILD_WORKING_DIRECTORY'])",
             "runpy.run_module(%r, run_name='__main__', alter_sys=True)" % module,
             "EOF",
         ]),
