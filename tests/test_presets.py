@@ -129,7 +129,7 @@ def test_from_preset_folder_equals_the_trained_model(tiny_preset):
     assert model.compiled  # evaluate/fit work at once
     assert np.isfinite(model.evaluate(images, verbose=0, return_dict=True)["bits_per_dim"])
     assert isinstance(it.ImageTransformer.from_preset(folder), it.ImageTransformer)
-    with pytest.raises(ValueError, match="not a PixelCNNPlusPlus"):
+    with pytest.raises(ValueError, match="holds a model of class ImageTransformer, not PixelCNNPlusPlus"):
         it.PixelCNNPlusPlus.from_preset(folder)
 
 

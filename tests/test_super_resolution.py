@@ -227,6 +227,8 @@ def test_commands_train_evaluate_super_resolve_and_export(tmp_path):
     run = run_python("-m", "imagetransformer.super_resolve", "--model_dir=sr", "--output=g.png", "--num_images=2",
                cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "g.png") > 0, run.stderr[-2000:]
+    assert ("columns: low resolution | bicubic | sample at temperature 0.8 | sample at temperature 1 | original"
+            in run.stdout), run.stdout
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
     # 2 rows; 5 columns (low resolution, bicubic, two temperatures, original) of 28 x 4 pixels, 2 pixels apart.

@@ -49,7 +49,7 @@ class AutoregressiveImageModel(keras.Model):
 
         model = presets.from_preset(preset, compile=compile)
         if not isinstance(model, cls):
-            raise presets.PresetError(f"Preset {preset!r} holds a {type(model).__name__}, not a {cls.__name__}; "
+            raise presets.PresetError(f"Preset {preset!r} holds a model of class {type(model).__name__}, not {cls.__name__}; "
                                       f"load it with imagetransformer.from_preset({preset!r}).")
         return model
 

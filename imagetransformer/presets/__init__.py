@@ -84,7 +84,7 @@ def from_preset(preset, compile=True):  # pylint: disable=redefined-builtin
     """
     model = checkpoints.load_model(path(preset))  # keras.models.load_model(..., safe_mode=True)
     if not isinstance(model, models.AutoregressiveImageModel):
-        raise PresetError(f"{preset!r} holds a {type(model).__name__}, not one of this project's models.")
+        raise PresetError(f"{preset!r} holds a model of class {type(model).__name__}, not one of this project's models.")
     if compile:
         model.compile(optimizer=keras.optimizers.Adam())
     return model

@@ -57,7 +57,7 @@ def run(model_dir, output, num_images=8, temperatures=(0.8, 1.0), seed=0, split=
         raise ValueError(f"--output={output} must name a .png file.")
     model = checkpoints.load_model(model_dir)
     if not isinstance(model.condition, conditioning.LowResImage):
-        raise ValueError(f"{model_dir} holds a {type(model).__name__}, not a super-resolution model; train one with "
+        raise ValueError(f"{model_dir} holds a model of class {type(model).__name__}, not a super-resolution model; train one with "
                          "python -m imagetransformer.train --task=super_resolution.")
     config = checkpoints.load_config(model_dir).get("data") or {}
     dataset = config.get("dataset")
@@ -86,8 +86,9 @@ def main(argv):
     with cli.exit_on_user_errors():
         samples = run(model_dir, FLAGS.output, FLAGS.num_images, FLAGS.temperatures, FLAGS.seed, FLAGS.split,
                       FLAGS.data_dir, FLAGS.zoom)
-    print(f"Wrote {samples.shape[1]} images x {samples.shape[0]} temperatures to {FLAGS.output} (rows: "
-          "low resolution | bicubic | samples | original)")
+    temperatures = " | ".join(f"sample at temperature {t:g}" for t in _temperatures(FLAGS.temperatures))
+    print(f"Wrote {samples.shape[1]} images x {samples.shape[0]} temperatures to {FLAGS.output} (one row per "
+          f"image; columns: low resolution | bicubic | {temperatures} | original)")
 
 
 def run_main():
