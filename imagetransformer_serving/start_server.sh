@@ -39,6 +39,12 @@ if command -v "$SERVER" >/dev/null 2>&1; then
     --batching_parameters_file="$HERE/batching_parameters.txt" \
     "$@"
 elif command -v docker >/dev/null 2>&1; then
+  if ! docker info >/dev/null 2>&1; then
+    echo "error: docker is installed but its daemon does not answer (docker info failed); start it, or without" \
+         "docker, python -m imagetransformer_serving.reference_server --model_base_path=$EXPORT_DIR serves the" \
+         "same protocols for testing." >&2
+    exit 1
+  fi
   image="${TF_SERVING_IMAGE:-tensorflow/serving:latest}"
   echo "tensorflow_model_server not found; starting docker image $image on $EXPORT_DIR (gRPC :$GRPC_PORT, REST :$REST_PORT)" >&2
   exec docker run --rm --init \

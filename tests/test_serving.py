@@ -376,6 +376,15 @@ def test_start_server_falls_back_to_docker(export_dir, tmp_path):
     assert "--model_config_file=/serving-config/models.config" in args and "--enable_batching" in args
 
 
+def test_start_server_points_to_the_reference_server_when_dockers_daemon_is_down(export_dir, tmp_path):
+    docker = tmp_path / "docker"
+    docker.write_text('#!/bin/sh\necho "Cannot connect to the Docker daemon" >&2\nexit 1\n')
+    docker.chmod(0o755)
+    result = run_start_server(export_dir, tmp_path, TENSORFLOW_MODEL_SERVER="no-such-tensorflow-model-server")
+    assert result.returncode == 1
+    assert "daemon does not answer" in result.stderr and "imagetransformer_serving.reference_server" in result.stderr
+
+
 def test_start_server_refuses_a_directory_without_versions(tmp_path):
     (tmp_path / "empty").mkdir()
     fake_binary(tmp_path, "tensorflow_model_server")
