@@ -62,6 +62,9 @@ def test_two_workers_on_loopback_train_the_same_weights(tmp_path):
         assert process.returncode == 0, output[-3000:]
         assert "Trained steps 0..6" in output, output[-2000:]
         assert "on 2 replica(s)" in output
+    # Each says where it wrote its model.
+    assert f"model in {model_dir}." in outputs[0]
+    assert f"model in {model_dir / checkpoints.WORKERS_DIR / 'worker_1'}." in outputs[1]
 
     # The chief (worker 0) writes model_dir; worker 1 only its private directory.
     assert checkpoints.load_config(str(model_dir))["train"]["replicas"] == 2

@@ -43,7 +43,7 @@ def main(argv):
             cli.fail(f"interrupted; run the same command again to resume from {FLAGS.model_dir}/"
                      f"{checkpoints.BACKUP_DIR}.", exit_code=130)
     speed = f", {result.steps_per_second:.2f} steps/s" if result.steps_per_second else ""
-    print(f"Trained steps {result.initial_step}..{result.final_step}{speed}; model in {FLAGS.model_dir}.")
+    print(f"Trained steps {result.initial_step}..{result.final_step}{speed}; model in {result.model_dir}.")
 
 
 def run_main():

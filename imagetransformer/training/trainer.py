@@ -61,6 +61,8 @@ class TrainResult:
         final_step: optimizer steps taken in all when this run ended.
         steps_per_second: training throughput of this run, measured over the training steps only (the first,
             which traces and compiles, and validation excluded); None when fewer than two steps ran.
+        model_dir: the directory this run wrote: `model_dir`, or for a non-chief worker of a multi-worker run its
+            private `model_dir/workers/<task>`.
     """
 
     model: AutoregressiveImageModel
@@ -68,6 +70,7 @@ class TrainResult:
     initial_step: int
     final_step: int
     steps_per_second: Optional[float]
+    model_dir: str
 
 
 
@@ -261,7 +264,7 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
     if initial_step >= train_steps:
         print(f"{model_dir} has already been trained for {initial_step} >= --train_steps={train_steps} steps; "
               "nothing to do (raise --train_steps to train on).", flush=True)
-        return TrainResult(model, None, initial_step, initial_step, None)
+        return TrainResult(model, None, initial_step, initial_step, None, model_dir)
 
     data_section, _, train_section = configs.split(config)
     data_section["image_shape"] = list(train_data.image_shape)
@@ -313,5 +316,5 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
             f"Training diverged: the loss became {losses[-1]} by step {final_step}; {model_dir}/"
             f"{checkpoints.WEIGHTS_FILE} keeps the last finite weights. Lower --learning_rate, raise "
             "--warmup_steps or lower --clipnorm.")
-    return TrainResult(model, history, initial_step, final_step, timer.steps_per_second)
+    return TrainResult(model, history, initial_step, final_step, timer.steps_per_second, model_dir)
 
