@@ -416,10 +416,13 @@ def test_failed_rename_restores_the_old_version(small_model, tmp_path, monkeypat
 
 
 def test_bad_version_is_refused(small_model, tmp_path):
-    for version in (0, -2):
-        with pytest.raises(export_lib.ExportError, match="positive integer"):
+    for version in (0, -2, 2**63):  # TF Serving reads version names as int64 (2**63 would break gRPC)
+        with pytest.raises(export_lib.ExportError, match="positive integer of at most 9223372036854775807"):
             export_lib.export_model(small_model, str(tmp_path / "base"), version=version)
     assert not os.path.exists(tmp_path / "base")
+    (tmp_path / "full" / str(2**63 - 1)).mkdir(parents=True)  # the largest version: no next one to choose
+    with pytest.raises(export_lib.ExportError, match="already holds version 9223372036854775807"):
+        export_lib.export_model(small_model, str(tmp_path / "full"))
 
 
 def test_local_2d_top_half_must_align_with_query_blocks(tmp_path):

@@ -31,6 +31,7 @@ from imagetransformer.export.signatures import (
 )
 
 KERAS_DIR = "keras"
+MAX_VERSION = 2**63 - 1  # TF Serving reads version directory names as int64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +89,10 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         cache_dtype = default_cache_dtype(jit_compile)
     if cache_dtype not in CACHE_DTYPES:
         raise ExportError(f"--cache_dtype={cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}.")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-        raise ExportError(f"--version={version!r} must be a positive integer (TF Serving's version directory name).")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or not 1 <= version <= MAX_VERSION):
+        raise ExportError(f"--version={version!r} must be a positive integer of at most {MAX_VERSION} (TF Serving's "
+                          "version directory name, an int64).")
     created = []  # the base path and parents this export creates (removed again if they stay empty)
     directory = export_dir
     while not os.path.isdir(directory) and directory != os.path.dirname(directory):
@@ -116,6 +119,9 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
 def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, jit_compile):
     if version is None:
         version = max(existing_versions(export_dir), default=0) + 1
+        if version > MAX_VERSION:
+            raise ExportError(f"{export_dir} already holds version {MAX_VERSION}, the largest TF Serving reads; "
+                              "export to a new base path.")
     saved_model_dir, keras_path = _paths(export_dir, version)
     exists = os.path.exists(saved_model_dir) or os.path.exists(keras_path)
     if exists and not overwrite:
