@@ -559,3 +559,28 @@ def test_opt_in_xla_export_keeps_its_loop_compiled(tmp_path):
                         temperature=tf.ones([2]))["images"]
     expected = it.complete(model, images, 2, seed=[4, 5], jit_compile=True, cache_dtype="float32")
     np.testing.assert_array_equal(exported.numpy(), expected.numpy())
+
+
+def test_an_overwrite_killed_between_its_renames_is_recovered_by_the_next_export(small_model, tmp_path):
+    # A kill after the old version was moved aside and before the new SavedModel arrived leaves no version 1
+    # (TF Serving would not start). The next export to the base path puts the old version back and removes every
+    # leftover temporary directory, then writes its own version.
+    base = tmp_path / "base"
+    first = export_lib.export_model(small_model, str(base))
+    saved_model = open(os.path.join(first.saved_model_dir, "saved_model.pb"), "rb").read()
+    keras_file = open(first.keras_path, "rb").read()
+    interrupted = base / ".tmp-export-1-killed"
+    interrupted.mkdir()
+    os.rename(first.saved_model_dir, interrupted / "old-1")
+    os.rename(first.keras_path, interrupted / "old-1.keras")
+    (base / "keras" / "1.keras").write_bytes(b"the new, half-placed keras file")
+    (interrupted / "saved_model").mkdir()  # the new SavedModel, never renamed into place
+    abandoned = base / ".tmp-export-3-killed"  # an export killed while writing
+    abandoned.mkdir()
+    (abandoned / "model.keras").write_bytes(b"partial")
+
+    second = export_lib.export_model(small_model, str(base))
+    assert second.version == 2
+    assert sorted(os.listdir(base)) == ["1", "2", "keras"]
+    assert open(os.path.join(first.saved_model_dir, "saved_model.pb"), "rb").read() == saved_model
+    assert open(first.keras_path, "rb").read() == keras_file

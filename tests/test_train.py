@@ -653,6 +653,18 @@ def test_a_second_run_on_a_model_dir_in_use_is_refused_and_a_crashed_one_leaves_
     assert checkpoints.RUN_FILE not in os.listdir(model_dir)
 
 
+def test_temporaries_of_a_killed_run_are_removed_when_the_next_run_holds_the_directory(tmp_path):
+    # atomic_path's files (`.model.weights.h5.<random>.tmp.weights.h5`) that a kill left behind; files of the user stay.
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    leftovers = [".model.weights.h5.k2j4x9.tmp.weights.h5", ".config.json.a8b1c2.tmp"]
+    for name in leftovers + ["notes.txt", ".hidden"]:
+        (model_dir / name).write_text("x")
+    with checkpoints.exclusive(str(model_dir)):
+        assert sorted(os.listdir(model_dir)) == sorted([".hidden", "notes.txt", checkpoints.RUN_FILE])
+    assert sorted(os.listdir(model_dir)) == [".hidden", "notes.txt"]
+
+
 @pytest.mark.parametrize("edit", [{"block_length": 16, "memory_length": 16}, {"attention": "global"},
                                   {"num_layers": 1}])
 def test_an_edited_config_json_is_refused_not_loaded_as_another_model(tmp_path, edit):

@@ -18,6 +18,7 @@ The export is written into a hidden temporary directory inside `<export_dir>` an
 import dataclasses
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 
@@ -116,7 +117,27 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
                 os.rmdir(directory)
 
 
+def _recover_interrupted(export_dir):
+    """Finishes what killed exports left in `export_dir` (called under the base path's lock, so no export is
+    running): an overwrite cut off between its renames gets the old version back (its SavedModel and .keras file
+    were moved aside into the temporary directory), and every `.tmp-export-*` directory is removed."""
+    for name in sorted(os.listdir(export_dir)):
+        found = re.fullmatch(r"\.tmp-export-(\d+)-.*", name)
+        tmp = os.path.join(export_dir, name)
+        if not found or not os.path.isdir(tmp) or os.path.islink(tmp):
+            continue
+        saved_model_dir, keras_path = _paths(export_dir, int(found.group(1)))
+        old_saved_model = os.path.join(tmp, "old-" + os.path.basename(saved_model_dir))
+        old_keras = os.path.join(tmp, "old-" + os.path.basename(keras_path))
+        if os.path.isdir(old_saved_model) and not os.path.lexists(saved_model_dir):  # the new one never arrived
+            if os.path.isfile(old_keras):
+                os.replace(old_keras, keras_path)
+            os.rename(old_saved_model, saved_model_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, jit_compile):
+    _recover_interrupted(export_dir)
     if version is None:
         version = max(existing_versions(export_dir), default=0) + 1
         if version > MAX_VERSION:

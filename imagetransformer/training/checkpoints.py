@@ -55,6 +55,22 @@ def atomic_path(path, suffix=""):
             os.remove(tmp)
 
 
+# The temporary files `atomic_path` makes: `.<name>.<random>.tmp<suffix>`.
+_TEMPORARY = re.compile(r"\..+\.[^.]+\.tmp[^/]*")
+
+
+def remove_leftover_temporaries(directory):
+    """Removes the temporary files that `atomic_path` left in `directory` when its process was killed (call it
+    only while no other process can be writing there). Returns their names."""
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if _TEMPORARY.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+            os.remove(path)
+            removed.append(name)
+    return removed
+
+
 def save_config(model_dir, model_kwargs, **sections):
     """Writes `config.json`: `{"model": model_kwargs, **sections}` (each section a JSON-serializable dict)."""
     with atomic_path(os.path.join(model_dir, CONFIG_FILE)) as tmp:
@@ -205,6 +221,7 @@ def exclusive(model_dir):
     run_file = os.path.join(model_dir, RUN_FILE)
     try:
         if fd is not None:
+            remove_leftover_temporaries(model_dir)  # only a killed run's: nobody else writes here now
             _write_run_file(run_file)  # removed again below: a refused run changes nothing
         yield
     finally:
