@@ -194,8 +194,20 @@ class Servable:
         if not versions:
             raise ValueError(f"no integer-named version directory in {model_base_path}")
         self.name = model_name
-        self.version = max(versions)
-        self.loaded = tf.saved_model.load(os.path.join(model_base_path, str(self.version)))  # keep a reference
+        # TF Serving serves the highest version it can load: an empty or half-copied newer folder is skipped.
+        errors = []
+        for version in sorted(versions, reverse=True):
+            try:
+                self.loaded = tf.saved_model.load(os.path.join(model_base_path, str(version)))  # keep a reference
+            except (OSError, ValueError, tf.errors.OpError) as e:
+                errors.append(f"version {version}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+                print(f"skipping version {version} of {model_base_path}: it does not load ({errors[-1]})",
+                      file=sys.stderr, flush=True)
+                continue
+            self.version = version
+            break
+        else:
+            raise ValueError(f"no version in {model_base_path} loads: {'; '.join(errors)}")
         self.signatures = dict(self.loaded.signatures)
         self.batcher = Batcher(self._call, batching) if batching is not None else None
 
@@ -501,7 +513,11 @@ def main(argv=None):
                         else BatchingParameters())
         except (OSError, ValueError) as e:
             parser.error(f"--batching_parameters_file: {e}")
-    servable = Servable(args.model_base_path, args.model_name, batching)
+    try:
+        servable = Servable(args.model_base_path, args.model_name, batching)
+    except (OSError, ValueError) as e:
+        print(f"error: --model_base_path={args.model_base_path}: {e}", file=sys.stderr, flush=True)
+        return 1
     ports = {}
     grpc_server = rest_server = None
     if args.grpc_port >= 0:

@@ -10,6 +10,7 @@ the module starts and stops. Every request has a timeout; the server exits by it
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -511,3 +512,23 @@ def test_client_bad_output_server_and_seed_are_one_line_errors(tmp_path):
         client.predict_rest("localhost:notaport", MODEL, "sample", {"seed": np.zeros([1], np.int64)})
     with pytest.raises(client.ClientError, match="must fit in int64"):
         client.build_inputs("sample", seed=2**70)
+
+
+def test_server_serves_the_highest_version_that_loads(export_dir, tmp_path):
+    # An empty or half-copied newer version folder is skipped, as TF Serving does; no loadable version at all, or a
+    # missing base path, is one line and exit status 1.
+    base = tmp_path / "base"
+    shutil.copytree(os.path.join(export_dir, "1"), base / "1")
+    (base / "2").mkdir()  # empty
+    (base / "3").mkdir()
+    (base / "3" / "saved_model.pb").write_bytes(b"half copied")
+    servable = reference_server.Servable(str(base), MODEL)
+    assert servable.version == 1 and "serving_default" in servable.signatures
+    for broken in (tmp_path / "none", tmp_path / "empty_versions"):
+        if broken.name == "empty_versions":
+            (broken / "1").mkdir(parents=True)
+        result = subprocess.run([sys.executable, "-m", "imagetransformer_serving.reference_server",
+                                 f"--model_base_path={broken}", "--grpc_port=-1", "--rest_port=0"], cwd=REPO,
+                                env=clean_env(PYTHONPATH=REPO), capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1].startswith(f"error: --model_base_path={broken}")

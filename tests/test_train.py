@@ -654,7 +654,7 @@ def test_a_second_run_on_a_model_dir_in_use_is_refused_and_a_crashed_one_leaves_
 
 
 def test_temporaries_of_a_killed_run_are_removed_when_the_next_run_holds_the_directory(tmp_path):
-    # atomic_path's files (`.model.weights.h5.<random>.tmp.weights.h5`) that a kill left behind; files of the user stay.
+    # atomic_path's files (`.model.weights.h5.<random>.tmp.weights.h5`) that a kill left; the user's files stay.
     model_dir = tmp_path / "run"
     model_dir.mkdir()
     leftovers = [".model.weights.h5.k2j4x9.tmp.weights.h5", ".config.json.a8b1c2.tmp"]
