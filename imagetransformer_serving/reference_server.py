@@ -27,6 +27,7 @@ if __name__ == "__main__":
 
 import argparse
 import dataclasses
+import http
 import http.server
 import json
 import re
@@ -269,8 +270,15 @@ _MODEL_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(?:/(metadata
 
 
 def _json_value(value, spec):
+    """The JSON `value` of input `spec` as an array of its dtype. Integer inputs take integers only (TF Serving
+    refuses 1.7, true or "1" for an int64 input rather than rounding); float inputs take numbers."""
+    dtype = np.dtype(spec.dtype.as_numpy_dtype)
     try:
-        return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
+        raw = np.asarray(value)
+        if raw.dtype == object or raw.dtype.kind in "USb" or (dtype.kind in "iu" and raw.dtype.kind not in "iu"):
+            kind = {"f": "fractional", "b": "boolean", "U": "string", "S": "string"}.get(raw.dtype.kind, "mixed")
+            raise ValueError(f"{kind} values where {spec.dtype.name} numbers are expected")
+        return np.asarray(value, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as e:
         raise ServingError(f"could not parse the JSON value for {spec.name} as {spec.dtype.name}: {e}")
 
@@ -364,6 +372,12 @@ def make_rest_server(servable, port, host="127.0.0.1", max_request_bytes=MAX_REQ
 
         def log_message(self, *args):
             pass
+
+        def send_error(self, code, message=None, explain=None):
+            # http.server's own errors (an unsupported method, a malformed request line) as TF Serving's JSON.
+            del explain
+            self.close_connection = True
+            self._reply(code, {"error": message or http.HTTPStatus(code).phrase})
 
         def _reply(self, status, payload):
             data = json.dumps(payload).encode()

@@ -263,6 +263,27 @@ def test_rest_errors(server, image_file):
     assert status == 400 and "nope" in body["error"]
     status, body = post(server, {"instances": [1]}, model="other")
     assert status == 404
+    # Integer inputs take integers only, as TF Serving: 1.7, true or "1" for the int64 seed are refused, not rounded.
+    for seed, kind in ((1.7, "fractional"), (True, "boolean"), ("1", "string")):
+        status, body = post(server, {"signature_name": "complete", "inputs": {
+            "top_half": [pixels[:KNOWN_ROWS].tolist()], "seed": [seed], "temperature": [1.0]}})
+        assert status == 400 and f"{kind} values where int64 numbers are expected" in body["error"], body
+    status, body = post(server, {"signature_name": "complete", "inputs": {
+        "top_half": [pixels[:KNOWN_ROWS].tolist()], "seed": [1], "temperature": [1]}})  # an int for a float: fine
+    assert status == 200, body
+
+
+def test_rest_other_methods_get_a_json_error(server):
+    import http.client  # pylint: disable=import-outside-toplevel
+
+    host, port = server["rest"].split(":")
+    for method in ("PUT", "DELETE", "PATCH"):
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.request(method, f"/v1/models/{MODEL}:predict", body=b"{}")
+        response = connection.getresponse()
+        assert response.status == 501 and response.getheader("Content-Type") == "application/json", method
+        assert "error" in json.loads(response.read())
+        connection.close()
 
 
 # ----------------------------------------------------------------------------------------------------------------
