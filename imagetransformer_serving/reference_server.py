@@ -206,6 +206,7 @@ class Servable:
                       file=sys.stderr, flush=True)
                 continue
             self.version = version
+            self.saved_model_dir = os.path.join(model_base_path, str(version))
             break
         else:
             raise ValueError(f"no version in {model_base_path} loads: {'; '.join(errors)}")
@@ -438,7 +439,9 @@ def _declared_values(tensor_proto, limit):
 
 def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2, max_tensor_values=MAX_TENSOR_VALUES):
     import grpc
+    from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
         get_model_status_pb2,
         model_service_pb2_grpc,
         predict_pb2,
@@ -458,11 +461,37 @@ def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2, max_tensor
         except (TypeError, ValueError) as e:
             raise ServingError(f"malformed tensor: {e}")
 
+    def check_spec(model_spec):
+        if model_spec.HasField("version_label"):  # labels need a model config that names them; this has none
+            raise ServingError(f"Unrecognized servable version label: {model_spec.version_label} (this server has "
+                               "no version labels; ask for a version number or none)")
+        servable.check_model(model_spec.name, model_spec.version.value if model_spec.HasField("version") else None)
+
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def GetModelMetadata(self, request, context):
+            try:
+                check_spec(request.model_spec)
+                if list(request.metadata_field) != ["signature_def"]:
+                    raise ServingError(f"Metadata field(s) {list(request.metadata_field)} not supported; ask for "
+                                       "['signature_def']")
+            except ServingError as e:
+                abort(context, e)
+            saved_model = saved_model_pb2.SavedModel()
+            with open(os.path.join(servable.saved_model_dir, "saved_model.pb"), "rb") as f:
+                saved_model.ParseFromString(f.read())
+            signatures = get_model_metadata_pb2.SignatureDefMap()
+            for name, signature_def in saved_model.meta_graphs[0].signature_def.items():
+                if name != "__saved_model_init_op":
+                    signatures.signature_def[name].CopyFrom(signature_def)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.metadata["signature_def"].Pack(signatures)
+            return response
+
         def Predict(self, request, context):
             try:
-                version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-                servable.check_model(request.model_spec.name, version)
+                check_spec(request.model_spec)
                 name, outputs = servable.run(request.model_spec.signature_name, dict(request.inputs), proto_value)
                 wanted = list(request.output_filter) or list(outputs)
                 missing = [k for k in wanted if k not in outputs]
@@ -481,8 +510,7 @@ def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2, max_tensor
     class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         def GetModelStatus(self, request, context):
             try:
-                version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-                servable.check_model(request.model_spec.name, version)
+                check_spec(request.model_spec)
             except ServingError as e:
                 abort(context, e)
             response = get_model_status_pb2.GetModelStatusResponse()

@@ -512,6 +512,30 @@ def test_grpc_tensor_declaring_a_huge_shape_is_refused_before_it_is_built(server
     assert "exceeds the server's limit" in error.value.details()
 
 
+def test_grpc_model_metadata_and_version_labels(server):
+    """GetModelMetadata answers the export's signature defs, as TF Serving does; a version label (this server
+    configures none) is refused instead of ignored."""
+    import grpc  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import (  # pylint: disable=import-outside-toplevel
+        get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc)
+
+    with grpc.insecure_channel(server["grpc"]) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = MODEL
+        response = stub.GetModelMetadata(request, timeout=60)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        assert response.metadata["signature_def"].Unpack(signatures)
+        assert set(signatures.signature_def) == set(export_lib.SIGNATURES)
+        assert set(signatures.signature_def["complete"].inputs) == {"top_half", "seed", "temperature"}
+        status_request = get_model_status_pb2.GetModelStatusRequest()
+        status_request.model_spec.name = MODEL
+        status_request.model_spec.version_label = "stable"
+        with pytest.raises(grpc.RpcError) as error:
+            model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request, timeout=60)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "stable" in error.value.details()
+
+
 def test_client_scales_16_bit_images_and_refuses_float_ones(tmp_path):
     """A 16-bit PNG keeps its grey levels (scaled by bit depth, not clipped at 255); a float TIFF is refused."""
     wide = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
