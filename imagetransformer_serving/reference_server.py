@@ -3,13 +3,14 @@
 TF Serving's own binary (`tensorflow_model_server`) is not installable with pip, so the tests (and anyone without
 it or docker) use this server to check `imagetransformer_serving.client` end to end. It speaks:
 
-- gRPC: `tensorflow.serving.PredictionService/Predict` and `tensorflow.serving.ModelService/GetModelStatus`, built
-  on `tensorflow-serving-api`'s generated service definitions;
+- gRPC: `tensorflow.serving.PredictionService/Predict` and `/GetModelMetadata` (signature defs), and
+  `tensorflow.serving.ModelService/GetModelStatus`, built on `tensorflow-serving-api`'s generated service
+  definitions (no version labels: asking for one is an error);
 - REST, as TF Serving documents it: `GET /v1/models/NAME[/versions/N]` (status), `GET /v1/models/NAME/metadata`,
   `POST /v1/models/NAME[/versions/N]:predict` with `signature_name` and either `instances` (row format, answered
   with `predictions`) or `inputs` (columnar format, answered with `outputs`); errors as `{"error": "..."}`.
 
-It serves the highest integer version under `--model_base_path` (TF Serving's default version policy). It only
+It serves the highest integer version under `--model_base_path` that loads (TF Serving's default version policy). It only
 needs TensorFlow: the SavedModel runs without `imagetransformer`.
 
 ```
