@@ -10,8 +10,8 @@ it or docker) use this server to check `imagetransformer_serving.client` end to 
   `POST /v1/models/NAME[/versions/N]:predict` with `signature_name` and either `instances` (row format, answered
   with `predictions`) or `inputs` (columnar format, answered with `outputs`); errors as `{"error": "..."}`.
 
-It serves the highest integer version under `--model_base_path` that loads (TF Serving's default version policy). It only
-needs TensorFlow: the SavedModel runs without `imagetransformer`.
+It serves the highest integer version under `--model_base_path` that loads (TF Serving's default version
+policy). It only needs TensorFlow: the SavedModel runs without `imagetransformer`.
 
 ```
 python -m imagetransformer_serving.reference_server --model_base_path=exported/imagetransformer --grpc_port=8500 --rest_port=8501
