@@ -196,7 +196,7 @@ class _Inputs:
         ]
 
 
-def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE,
+def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
                         jit_compile=False):
     """`{name: (fn, input_signature)}` for `ExportArchive.add_endpoint`; graph-only, standard TF ops.
 
@@ -210,6 +210,7 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_
     inputs = _Inputs(model, max_batch)
     height, width, channels = model.image_shape
     order = model.order
+    cache_dtype = default_cache_dtype(jit_compile) if cache_dtype is None else cache_dtype
     decoder = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
 
     def to_images(tokens, batch):
@@ -279,7 +280,7 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_
     return {name: functions[name] for name in signature_names(model)}
 
 
-def export_archive(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=DEFAULT_CACHE_DTYPE,
+def export_archive(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
                    jit_compile=False):
     """A `keras.export.ExportArchive` tracking `model` with its signatures (`signature_names`)."""
     archive = keras.export.ExportArchive()
