@@ -43,6 +43,16 @@ def test_the_promised_presets_ship_and_are_small():
         assert f"{meta['test_bits_per_dim']}" in card and "python -m imagetransformer.train" in card, name
 
 
+def test_readme_and_benchmarks_quote_each_cards_bits_per_dim():
+    """The presets tables of README.md and BENCHMARKS.md give each preset's test bits/dim as its card does."""
+    for doc in ("README.md", "BENCHMARKS.md"):
+        with open(os.path.join(REPO, doc)) as f:
+            rows = {line.split("|")[1].strip(" `"): line for line in f if line.startswith("| `fashion_mnist_")}
+        for name, meta in presets.list_presets().items():
+            assert name in rows, f"{doc} has no row for preset {name}"
+            assert f"{meta['test_bits_per_dim']:.3f}" in rows[name], f"{doc}: {rows[name].strip()}"
+
+
 @needs_data
 @pytest.mark.parametrize("name", SHIPPED)
 def test_preset_reproduces_its_card(name):
