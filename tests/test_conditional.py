@@ -1,72 +1,19 @@
-"""Class-conditional Image Transformer: causality given the class, the class changes predictions, exact
-normalization per class, cached == teacher-forced, label errors, saving, export and the commands."""
+"""Class-conditional Image Transformer beyond the properties every variant shares (`test_model_properties.py`):
+label errors, learning the class, export and the commands."""
 
 import os
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import imagetransformer as it
 from conftest import AS_EXPORTED, random_images, run_python, tiny_kwargs
 from imagetransformer.generation import sampling
 
-CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
-
-
 def conditional_model(attention="local_1d", distribution="dmol", image_shape=(4, 4, 3), num_classes=4, **overrides):
     return it.ImageTransformer(**tiny_kwargs(attention, distribution, image_shape, num_classes=num_classes,
                                              **overrides))
-
-
-def params(model, images, labels):
-    return model({"images": images, "labels": np.asarray(labels)}).numpy()
-
-
-@pytest.mark.parametrize("attention,distribution", CASES)
-def test_causal_given_the_class_and_the_class_changes_every_prediction(attention, distribution):
-    model = conditional_model(attention, distribution)
-    order = model.order
-    labels = np.array([1, 3])
-    tokens = order.to_sequence(random_images(2, (4, 4, 3))).numpy().astype(np.int32)
-    base = model.sequence_params(tf.constant(tokens), condition=tf.constant(labels))
-    for position in (0, 5, order.length - 2):
-        changed = tokens.copy()
-        changed[:, position] = (changed[:, position] + 97) % 256
-        moved = model.sequence_params(tf.constant(changed), condition=tf.constant(labels))
-        np.testing.assert_array_equal(moved[:, : position + 1], base[:, : position + 1])
-    other = model.sequence_params(tf.constant(tokens), condition=tf.constant([2, 0]))
-    # Every position, the first included (which sees no pixel), depends on the class.
-    assert np.abs(other - base).max(axis=-1).min() > 1e-5
-
-
-def test_probabilities_of_all_images_sum_to_one_for_every_class():
-    model = conditional_model("global", image_shape=(1, 2, 1), num_classes=3, block_length=1, memory_length=1,
-                              query_shape=(1, 1), memory_flange=(0, 1))
-    values = np.arange(256, dtype=np.uint8)
-    images = np.stack(np.meshgrid(values, values, indexing="ij"), -1).reshape(-1, 1, 2, 1)
-    totals = []
-    for label in range(3):
-        log_probs = np.concatenate([model.log_prob(chunk, np.full(len(chunk), label)).numpy()
-                                    for chunk in np.split(images, 4)])
-        assert np.all(np.isfinite(log_probs))
-        totals.append(np.exp(log_probs.astype(np.float64)).sum())
-    np.testing.assert_allclose(totals, 1.0, atol=1e-4)
-
-
-@pytest.mark.parametrize("attention,distribution", CASES)
-def test_cached_decoding_equals_teacher_forcing_given_the_class(attention, distribution):
-    model = conditional_model(attention, distribution)
-    images = random_images(3, model.image_shape)
-    labels = np.array([0, 2, 3])
-    completed, step_params = sampling.complete(model, images, known_rows=2, seed=[1, 2, 3], labels=labels,
-                                               return_params=True, jit_compile=False)
-    forced = params(model, completed.numpy(), labels)  # teacher forcing on the completed images
-    # Both in image layout; rows 2.. were generated step by step.
-    np.testing.assert_allclose(step_params.numpy()[:, 2:], forced[:, 2:], rtol=1e-4, atol=1e-4)
-    naive = sampling.complete(model, images, known_rows=2, seed=[1, 2, 3], labels=labels, use_cache=False)
-    np.testing.assert_array_equal(naive, completed)
 
 
 @pytest.mark.parametrize("labels,error,match", [
@@ -90,16 +37,6 @@ def test_an_unconditional_model_refuses_labels():
     model = it.ImageTransformer(**tiny_kwargs("local_1d"))
     with pytest.raises(ValueError, match="unconditional"):
         model.log_prob(random_images(2, model.image_shape), [0, 1])
-
-
-def test_keras_file_round_trip_in_safe_mode(tmp_path):
-    model = conditional_model("local_2d")
-    images, labels = random_images(2, model.image_shape), np.array([1, 2])
-    path = os.path.join(tmp_path, "conditional.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
-    assert loaded.num_classes == 4 and loaded.get_config() == model.get_config()
-    np.testing.assert_array_equal(loaded.log_prob(images, labels), model.log_prob(images, labels))
 
 
 def test_fit_learns_the_class(tmp_path):

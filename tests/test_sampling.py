@@ -22,15 +22,15 @@ def _model(attention, distribution, image_shape=(4, 4, 3)):
     return it.ImageTransformer(**kwargs)
 
 
-@pytest.mark.parametrize("known_rows", [0, 1, 2])
-@pytest.mark.parametrize("attention,distribution", CASES)
-def test_cached_step_parameters_equal_teacher_forced_parameters(attention, distribution, known_rows):
-    if attention == "local_2d" and known_rows % 2:
-        pytest.skip("local_2d completes whole query blocks (2 rows here)")
+@pytest.mark.parametrize("attention,distribution", [c for c in CASES if c[0] != "local_2d"])
+def test_xla_step_parameters_equal_teacher_forcing_from_a_prefill_ending_mid_block(attention, distribution):
+    """The in-process XLA step loop after a 1-row prefill: for local_1d with blocks of 2 rows the prefill covers half
+    a block and is rounded up to a whole one. (local_2d completes whole query blocks; the plain-graph loop from 0
+    and 2 known rows runs for every variant in `test_model_properties.py`.)"""
+    known_rows = 1
     model = _model(attention, distribution)
     if attention == "local_1d":
         model = it.ImageTransformer(**{**model.get_config(), "block_length": 2 * model.order.grid_shape[1]})
-        # Blocks of 2 rows: a 1-row prefill covers half a block and is rounded up to a whole block.
     images = random_images(2, model.image_shape)
     completed, step_params = it.complete(model, images, known_rows, seed=7, return_params=True)
     teacher_forced = model(completed).numpy()
@@ -94,16 +94,6 @@ def test_graph_decoding_writes_caches_in_place_and_equals_xla_decoding(attention
     ops = {node.op for f in decode.get_concrete_function(*args).graph.as_graph_def().library.function
            for node in f.node_def}
     assert "InplaceUpdate" in ops  # the caches' writes (only the small token canvas is scattered)
-
-
-@pytest.mark.parametrize("attention,distribution", CASES)
-def test_naive_and_cached_decoders_draw_the_same_images_from_the_same_seeds(attention, distribution):
-    model = _model(attention, distribution)
-    images = random_images(2, model.image_shape)
-    cached = it.complete(model, images, known_rows=2, seed=3).numpy()
-    naive = it.complete(model, images, known_rows=2, seed=3, use_cache=False).numpy()
-    # Same noise, same distribution: identical images up to rare float rounding at a bin edge.
-    assert (cached == naive).mean() > 0.98
 
 
 def test_complete_keeps_known_rows_and_reproduces_with_a_seed():

@@ -1,13 +1,12 @@
-"""Super-resolution Image Transformer: causality with the low-resolution image fixed, the low-resolution image
-changes every prediction, normalization given it, cached == teacher-forced, input errors, saving, export in a fresh
-process, the resize helpers and metrics, and the commands."""
+"""Super-resolution Image Transformer beyond the properties every variant shares (`test_model_properties.py`):
+`super_resolve`, input errors, learning from the low-resolution image, export in a fresh process, the resize
+helpers and metrics, and the commands."""
 
 import os
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import imagetransformer as it
 from conftest import AS_EXPORTED, random_images, run_python, tiny_kwargs
@@ -15,93 +14,21 @@ from imagetransformer.data import resize
 from imagetransformer.evaluation import super_resolution_metrics
 from imagetransformer.generation import sampling
 
-CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
-
 
 def sr_model(attention="local_1d", distribution="dmol", image_shape=(4, 4, 3), scale=2, **overrides):
     return it.SuperResolutionTransformer(scale=scale, **tiny_kwargs(attention, distribution, image_shape,
                                                                     **overrides))
 
 
-def params(model, images, low_res):
-    return model({"images": images, "low_res": low_res}).numpy()
-
-
-@pytest.mark.parametrize("attention,distribution", CASES)
-def test_causal_given_the_low_res_image_and_it_changes_every_prediction(attention, distribution):
-    model = sr_model(attention, distribution)
-    order = model.order
-    images = random_images(2, model.image_shape)
-    low_res = tf.constant(resize.downsample(images, 2))
-    tokens = order.to_sequence(images).numpy().astype(np.int32)
-    base = model.sequence_params(tf.constant(tokens), condition=low_res).numpy()
-    for position in (0, 5, order.length - 2):
-        changed = tokens.copy()
-        changed[:, position] = (changed[:, position] + 97) % 256
-        moved = model.sequence_params(tf.constant(changed), condition=low_res).numpy()
-        np.testing.assert_array_equal(moved[:, : position + 1], base[:, : position + 1])
-        assert np.abs(moved[:, position + 1] - base[:, position + 1]).max() > 1e-5  # the next one does see it
-    other_low_res = tf.constant(random_images(2, model.low_res_shape, seed=7))
-    other = model.sequence_params(tf.constant(tokens), condition=other_low_res).numpy()
-    # Every position, the first included (which sees no pixel), depends on the low-resolution image.
-    assert np.abs(other - base).max(axis=-1).min() > 1e-5
-
-
-def test_probabilities_sum_to_one_given_the_low_res_image():
-    """Normalization of p(image | low_res) for 2x2 images from a 1x1 input (256^4 images: too many to list).
-
-    By the chain rule it is enough, with causality above, that every conditional sums to one; this sums the
-    first pixel over its 256 values, and the last two pixels jointly over all 65,536 pairs after several prefixes.
-    """
-    model = sr_model("global", image_shape=(2, 2, 1), scale=2, block_length=1, memory_length=1, query_shape=(1, 1),
-                     memory_flange=(0, 1))
-    values = np.arange(256, dtype=np.uint8)
-    for low_value in (0, 140, 255):
-        # First pixel: all 256 values, the rest fixed (later pixels do not affect it).
-        images = np.zeros((256, 2, 2, 1), np.uint8)
-        images[:, 0, 0, 0] = values
-        low_res = np.full((256, 1, 1, 1), low_value, np.uint8)
-        first = model(({"images": images, "low_res": low_res}))
-        per_pixel = model.head.log_prob(first, tf.cast(images, tf.int32)).numpy()[:, 0, 0]
-        np.testing.assert_allclose(np.exp(per_pixel.astype(np.float64)).sum(), 1.0, atol=1e-4)
-        # Last two pixels: every pair after a fixed prefix.
-        for prefix in ((0, 0), (37, 250)):
-            pairs = np.stack(np.meshgrid(values, values, indexing="ij"), -1).reshape(-1, 2)
-            images = np.zeros((len(pairs), 2, 2, 1), np.uint8)
-            images[:, 0, 0, 0], images[:, 0, 1, 0] = prefix
-            images[:, 1, :, 0] = pairs
-            low = np.full((len(pairs), 1, 1, 1), low_value, np.uint8)
-            prefix_image = images[:1]
-            log_joint = (np.concatenate([model.log_prob(a, low_res=b).numpy()
-                                         for a, b in zip(np.split(images, 4), np.split(low, 4))]).astype(np.float64)
-                         - _log_prob_of_first_pixels(model, prefix_image, low[:1], count=2))
-            np.testing.assert_allclose(np.exp(log_joint).sum(), 1.0, atol=1e-4)
-
-
-def _log_prob_of_first_pixels(model, image, low_res, count):
-    per_position = model.head.log_prob(model({"images": image, "low_res": low_res}), tf.cast(image, tf.int32))
-    return float(tf.reshape(per_position, [-1])[:count].numpy().astype(np.float64).sum())
-
-
-@pytest.mark.parametrize("attention,distribution", CASES)
-def test_cached_decoding_equals_teacher_forcing_given_the_low_res_image(attention, distribution):
-    model = sr_model(attention, distribution)
-    originals = random_images(3, model.image_shape)
-    low_res = resize.downsample(originals, 2)
-    images = np.zeros_like(originals)
-    generated, step_params = sampling.complete(model, images, known_rows=0, seed=[1, 2, 3], low_res=low_res,
-                                               return_params=True, jit_compile=False)
-    forced = params(model, generated.numpy(), low_res)  # teacher forcing on the generated images
-    np.testing.assert_allclose(step_params.numpy(), forced, rtol=1e-4, atol=1e-4)
-    naive = sampling.complete(model, images, known_rows=0, seed=[1, 2, 3], low_res=low_res, use_cache=False)
-    np.testing.assert_array_equal(naive, generated)
-    np.testing.assert_array_equal(it.super_resolve(model, low_res, seed=[1, 2, 3]), generated)
-    # Completion from known rows also conditions on the low-resolution image (prefill path).
-    completed, step_params = sampling.complete(model, originals, known_rows=2, seed=[1, 2, 3], low_res=low_res,
-                                               return_params=True, jit_compile=False)
-    np.testing.assert_array_equal(completed.numpy()[:, :2], originals[:, :2])
-    forced = params(model, completed.numpy(), low_res)
-    np.testing.assert_allclose(step_params.numpy()[:, 2:], forced[:, 2:], rtol=1e-4, atol=1e-4)
+def test_super_resolve_generates_every_row_given_the_low_res_image():
+    model = sr_model()
+    low_res = random_images(2, model.low_res_shape, seed=3)
+    images = it.super_resolve(model, low_res, seed=[4, 5]).numpy()
+    assert images.shape == (2, *model.image_shape) and images.dtype == np.uint8
+    zeros = np.zeros((2, *model.image_shape), np.uint8)
+    np.testing.assert_array_equal(images, sampling.complete(model, zeros, 0, seed=[4, 5], low_res=low_res))
+    other = it.super_resolve(model, random_images(2, model.low_res_shape, seed=4), seed=[4, 5]).numpy()
+    assert (other != images).any()  # the low-resolution image matters
 
 
 @pytest.mark.parametrize("low_res,error,match", [
@@ -133,18 +60,6 @@ def test_other_conditions_are_refused_clearly():
         sr_model(scale=3)
     with pytest.raises(ValueError, match="num_classes must be None"):
         sr_model(num_classes=3)
-
-
-def test_keras_file_round_trip_in_safe_mode(tmp_path):
-    model = sr_model("local_2d", encoder_layers=2)
-    images = random_images(2, model.image_shape)
-    low_res = resize.downsample(images, 2)
-    path = os.path.join(tmp_path, "sr.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
-    assert isinstance(loaded, it.SuperResolutionTransformer) and loaded.get_config() == model.get_config()
-    assert loaded.encoder_layers == 2 and loaded.scale == 2
-    np.testing.assert_array_equal(loaded.log_prob(images, low_res=low_res), model.log_prob(images, low_res=low_res))
 
 
 def test_fit_learns_to_use_the_low_res_image():
@@ -237,10 +152,4 @@ def test_commands_train_evaluate_super_resolve_and_export(tmp_path):
     assert run.returncode == 1 and "use python -m imagetransformer.super_resolve" in run.stderr
     run = run_python("-m", "imagetransformer.export", "--model_dir=sr", "--export_dir=exp", cwd=tmp_path)
     assert run.returncode == 0 and "super_resolve" in run.stdout, run.stderr[-2000:]
-    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--model=pixelcnnpp",
-               "--model_dir=bad", cwd=tmp_path)
-    assert run.returncode == 1 and "--task=super_resolution needs --model=image_transformer" in run.stderr
-    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--scale=3",
-               "--model_dir=bad", cwd=tmp_path)
-    assert run.returncode == 1 and "--scale=3 must divide" in run.stderr, run.stderr[-2000:]
-    assert not os.path.exists(tmp_path / "bad")
+    # Bad super-resolution flags: test_train.py's test_train_bad_flags_fail_with_one_line.

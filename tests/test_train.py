@@ -361,6 +361,8 @@ def assert_one_line_error(code, lines, *words):
     (["--tpu=my-tpu"], ["--tpu='my-tpu'", "--strategy=tpu"]),
     (["--val_split=validation"], ["--val_split=validation", "Unknown split", "test"]),
     (["--steps_per_execution=3"], ["--train_steps=4", "multiple of --steps_per_execution=3"]),
+    (["--task=super_resolution", "--model=pixelcnnpp"], ["--task=super_resolution needs --model=image_transformer"]),
+    (["--task=super_resolution", "--scale=3"], ["--scale=3 must divide"]),
 ])
 def test_train_bad_flags_fail_with_one_line(args, words, tmp_path, capsys, parsed):
     model_dir = tmp_path / "run"

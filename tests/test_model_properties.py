@@ -1,0 +1,118 @@
+"""The properties every model variant must have (`tests/harness.py`: every attention and head of the Image
+Transformer, unconditional, class-conditional and super-resolution, and PixelCNN++): causality, the condition
+reaching every prediction, exact normalization, cached decoding == teacher forcing == the naive decoder, and the
+`.keras` round trip in safe mode."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import imagetransformer as it
+from conftest import random_images
+from harness import VARIANTS
+
+
+def _inputs(images, condition):
+    """What the model is called on: images, or `{"images": ..., "labels" | "low_res": ...}`."""
+    return {"images": images, **condition} if condition else images
+
+
+def _condition_value(condition):
+    """The one condition tensor of `condition` ({} -> None), as `sequence_params(condition=...)` takes it."""
+    return tf.constant(next(iter(condition.values()))) if condition else None
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_changing_one_position_changes_no_prediction_at_or_before_it(variant):
+    model = variant.make()
+    condition = variant.condition_inputs(model, 2, 0)
+    tokens = model.order.to_sequence(random_images(2, model.image_shape)).numpy().astype(np.int32)
+    base = model.sequence_params(tf.constant(tokens), condition=_condition_value(condition)).numpy()
+    length = model.order.length
+    # Every position, or (PixelCNN++'s 64 pixels) 24 spread over the image, rows' ends included.
+    for position in sorted(set(np.linspace(0, length - 2, min(length - 1, 24)).round().astype(int))):
+        changed = tokens.copy()
+        changed[:, position] = (changed[:, position] + 97) % 256
+        params = model.sequence_params(tf.constant(changed), condition=_condition_value(condition)).numpy()
+        np.testing.assert_array_equal(params[:, : position + 1], base[:, : position + 1], err_msg=f"{position=}")
+        later = np.abs(params[:, position + 1 :] - base[:, position + 1 :]).max(axis=-1)  # [B, later positions]
+        assert later.max() > 1e-5, f"no later position sees position {position}"
+        if variant.next_position_sees_the_last:
+            assert later[:, 0].min() > 1e-5, f"position {position + 1} does not see position {position}"
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v.conditional], ids=str)
+def test_the_condition_changes_every_prediction(variant):
+    model = variant.make()
+    tokens = tf.constant(model.order.to_sequence(random_images(2, model.image_shape)).numpy().astype(np.int32))
+    base = model.sequence_params(tokens, condition=_condition_value(variant.condition_inputs(model, 2, 0))).numpy()
+    other = model.sequence_params(tokens, condition=_condition_value(variant.condition_inputs(model, 2, 1))).numpy()
+    # Every position, the first included (which sees no pixel), depends on the condition.
+    assert np.abs(other - base).max(axis=-1).min() > 1e-5
+
+
+def _all_pixel_pairs():
+    values = np.arange(256, dtype=np.uint8)
+    return np.stack(np.meshgrid(values, values, indexing="ij"), -1).reshape(-1, 2)  # [65536, 2]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_probabilities_sum_to_one(variant):
+    """Every image of the enumerable model's `R x 2 x 1` shape, its last row ranging over all 65,536 pixel pairs:
+    `sum exp(log p(image)) = p(first R-1 rows)` (1 for a one-row image), for two values of the condition."""
+    model = variant.make_enumerable()
+    rows = model.image_shape[0]
+    pairs = _all_pixel_pairs()
+    for seed in ((0, 1) if variant.conditional or rows > 1 else (0,)):
+        condition = {k: np.repeat(v, len(pairs), axis=0) for k, v in variant.condition_inputs(model, 1, seed).items()}
+        images = np.zeros((len(pairs), *model.image_shape), np.uint8)
+        images[:, :-1] = np.random.RandomState(seed).randint(0, 256, (1, rows - 1, 2, 1))  # the same first rows
+        images[:, -1] = pairs[..., None]
+        log_probs = np.concatenate([
+            model.log_prob(images[i : i + 16384], **{k: v[i : i + 16384] for k, v in condition.items()}).numpy()
+            for i in range(0, len(pairs), 16384)]).astype(np.float64)
+        assert np.all(np.isfinite(log_probs))
+        # log p(first rows): their per-pixel terms, which (causality) do not depend on the last row.
+        first = {k: v[:1] for k, v in condition.items()}
+        per_pixel = model.head.log_prob(model(_inputs(images[:1], first)), model._targets(images[:1]))  # pylint: disable=protected-access
+        log_prefix = float(tf.reduce_sum(per_pixel[:, :-1]).numpy())
+        np.testing.assert_allclose(np.exp(log_probs - log_prefix).sum(), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_decoding_equals_teacher_forcing_and_the_naive_decoder(variant):
+    """The step loop (plain graph, caches written in place, as the exported signatures run it), from no rows and
+    from 2 known rows (which it keeps), draws from the parameters teacher forcing gives for the images it produced;
+    from 2 known rows it draws the same images as the naive decoder that re-runs the whole network for every
+    position, from the same seeds."""
+    model = variant.make()
+    images = random_images(2, model.image_shape)
+    condition = variant.condition_inputs(model, 2, 0)
+    for known_rows in (0, 2):
+        if model.supports_cache:
+            completed, step_params = it.complete(model, images, known_rows, seed=[1, 2], return_params=True,
+                                                 jit_compile=False, **condition)
+            forced = model(_inputs(completed.numpy(), condition)).numpy()
+            np.testing.assert_allclose(step_params.numpy()[:, known_rows:], forced[:, known_rows:], rtol=1e-4,
+                                       atol=1e-4, err_msg=f"{known_rows=}")
+        else:
+            completed = it.complete(model, images, known_rows, seed=[1, 2], jit_compile=False, **condition)
+        np.testing.assert_array_equal(completed.numpy()[:, :known_rows], images[:, :known_rows])
+    naive = it.complete(model, images, 2, seed=[1, 2], use_cache=False, **condition)
+    np.testing.assert_array_equal(naive.numpy(), completed.numpy())
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_keras_file_round_trip_in_safe_mode(variant, tmp_path):
+    model = variant.make()
+    images = random_images(2, model.image_shape)
+    condition = variant.condition_inputs(model, 2, 0)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded(_inputs(images, condition)), model(_inputs(images, condition)))
+    np.testing.assert_array_equal(loaded.log_prob(images, **condition), model.log_prob(images, **condition))
