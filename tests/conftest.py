@@ -1,11 +1,14 @@
 """Shared test setup: quiet TensorFlow, deterministic seeds, and tiny model configurations."""
 
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from absl import flags  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -51,3 +54,29 @@ def run_python(*args, cwd, pythonpath=REPO, timeout=600):
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def run_program(capsys):
+    """Runs `python -m imagetransformer.NAME *args` in this process (the program module's `main` on the parsed
+    flags, in `cwd`): `run_program("train", "--config=tiny", ..., cwd=tmp_path)` returns a `CompletedProcess` with
+    the exit status and what it printed, as `run_python` does, without a fresh process's seconds of imports. The
+    programs' own start-up (`--help`, flag errors, log lines) is tested in real processes in test_train.py."""
+    flag_values = flags.FLAGS
+
+    def run(name, *args, cwd):
+        module = importlib.import_module(f"imagetransformer.programs.{name}")
+        flag_values.unparse_flags()
+        flag_values(["prog", *args])
+        capsys.readouterr()
+        with contextlib.chdir(cwd):
+            try:
+                code = module.main(["prog"]) or 0
+            except SystemExit as e:
+                code = e.code
+        printed = capsys.readouterr()
+        return subprocess.CompletedProcess([name, *args], code, printed.out, printed.err)
+
+    yield run
+    flag_values.unparse_flags()
+    flag_values.mark_as_parsed()

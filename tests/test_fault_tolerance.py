@@ -42,9 +42,12 @@ def _env(**extra):
     return dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **extra)
 
 
+def _train_flags(model_dir, *flags):
+    return ["--config=tiny", f"--model_dir={model_dir}", "--summary_images=0", *flags]
+
+
 def _train_command(model_dir, *flags):
-    return [sys.executable, "-m", "imagetransformer.train", "--config=tiny", f"--model_dir={model_dir}",
-            "--summary_images=0", *flags]
+    return [sys.executable, "-m", "imagetransformer.train", *_train_flags(model_dir, *flags)]
 
 
 def test_two_workers_on_loopback_train_the_same_weights(tmp_path):
@@ -122,18 +125,16 @@ def test_sigkill_mid_training_resumes_from_the_last_backup(tmp_path):
     assert callbacks.optimizer_step(model) == train_steps  # the optimizer state saved with the weights
 
 
-def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_weights(tmp_path):
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_weights(tmp_path, run_program):
     model_dir = tmp_path / "run"
-    good = subprocess.run(_train_command(model_dir, "--train_steps=2", "--verbose=0"), cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=120)
+    # In this process (`run_program`): the kills and restarts above and below need real processes, this does not.
+    good = run_program("train", *_train_flags(model_dir, "--train_steps=2", "--verbose=0"), cwd=ROOT)
     assert good.returncode == 0, good.stderr[-2000:]
     weights = model_dir / checkpoints.WEIGHTS_FILE
     before = weights.read_bytes()
 
-    diverging = subprocess.run(
-        _train_command(model_dir, "--train_steps=8", "--steps_per_epoch=4", "--save_every=2",
-                       "--learning_rate=1e30", "--verbose=0"),
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    diverging = run_program("train", *_train_flags(model_dir, "--train_steps=8", "--steps_per_epoch=4",
+                                                   "--save_every=2", "--learning_rate=1e30", "--verbose=0"), cwd=ROOT)
     assert diverging.returncode == 1
     assert "Traceback" not in diverging.stderr
     last = diverging.stderr.strip().splitlines()[-1]
@@ -142,8 +143,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_weights(tmp
     assert not (model_dir / checkpoints.BACKUP_DIR).exists()  # no diverged state to resume from
 
     # The same directory trains on with a sane learning rate, from the good weights' step 2.
-    again = subprocess.run(_train_command(model_dir, "--train_steps=4", "--verbose=0"), cwd=ROOT, env=_env(),
-                           capture_output=True, text=True, timeout=120)
+    again = run_program("train", *_train_flags(model_dir, "--train_steps=4", "--verbose=0"), cwd=ROOT)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Resuming at step 2 of 4" in again.stdout and "Trained steps 2..4" in again.stdout
 

@@ -127,17 +127,17 @@ def test_naive_sampling_in_python_equals_the_graph_loop_of_the_export():
 # ------------------------------------------------------------------------------------------------------------------
 # The commands: train, evaluate, complete, export (and the export in a fresh process)
 # ------------------------------------------------------------------------------------------------------------------
-def test_commands_train_evaluate_complete_and_export_pixelcnnpp(tmp_path):
+def test_commands_train_evaluate_complete_and_export_pixelcnnpp(tmp_path, run_program):
     # 8x8 images (Fashion-MNIST resized): the naive decoder re-runs the network per pixel, 32 times per completion.
-    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--model=pixelcnnpp", "--model_dir=pc",
+    run = run_program("train", "--config=tiny", "--model=pixelcnnpp", "--model_dir=pc",
                "--image_shape=8,8,1", "--train_steps=4", "--verbose=0", "--summary_images=0", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "PixelCNN++" in run.stdout
-    run = run_python("-m", "imagetransformer.evaluate", "--model_dir=pc", "--eval_examples=16", cwd=tmp_path)
+    run = run_program("evaluate", "--model_dir=pc", "--eval_examples=16", cwd=tmp_path)
     assert run.returncode == 0 and "bits/dim" in run.stdout, run.stderr[-2000:]
-    run = run_python("-m", "imagetransformer.complete", "--model_dir=pc", "--output=c.png", "--num_images=2", cwd=tmp_path)
+    run = run_program("complete", "--model_dir=pc", "--output=c.png", "--num_images=2", cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "c.png") > 0, run.stderr[-2000:]
-    run = run_python("-m", "imagetransformer.export", "--model_dir=pc", "--export_dir=exported", cwd=tmp_path)
+    run = run_program("export", "--model_dir=pc", "--export_dir=exported", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     # The SavedModel alone (no imagetransformer import) completes top halves in a fresh process.
     script = (

@@ -168,16 +168,16 @@ def test_unknown_preset_names_the_shipped_ones():
         assert name in str(error.value)
 
 
-def test_programs_take_a_preset(tiny_preset, tmp_path):
+def test_programs_take_a_preset(tiny_preset, tmp_path, run_program):
     folder, _, _ = tiny_preset
     output = str(tmp_path / "grid.png")
-    result = run_python("-m", "imagetransformer.complete", f"--preset={folder}", f"--output={output}",
+    result = run_program("complete", f"--preset={folder}", f"--output={output}",
                         "--num_images=1", cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.getsize(output) > 0
-    result = run_python("-m", "imagetransformer.evaluate", f"--preset={folder}", "--eval_examples=4", cwd=REPO)
+    result = run_program("evaluate", f"--preset={folder}", "--eval_examples=4", cwd=REPO)
     assert result.returncode == 0 and "test bits/dim:" in result.stdout, result.stderr[-2000:]
-    result = run_python("-m", "imagetransformer.complete", "--preset=no_such_preset", cwd=REPO)
+    result = run_program("complete", "--preset=no_such_preset", cwd=REPO)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: --preset:"), result.stderr
-    result = run_python("-m", "imagetransformer.complete", f"--preset={folder}", f"--model_dir={folder}", cwd=REPO)
+    result = run_program("complete", f"--preset={folder}", f"--model_dir={folder}", cwd=REPO)
     assert result.returncode == 1 and "not both" in result.stderr, result.stderr

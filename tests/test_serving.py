@@ -418,8 +418,7 @@ def test_start_server_refuses_a_directory_without_versions(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # A super-resolution model behind the server.
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("use_grpc", [False, True])
-def test_super_resolve_signature_from_the_cli(tmp_path, use_grpc):
+def test_super_resolve_signature_from_the_cli_over_rest_and_grpc(tmp_path):
     from imagetransformer.data import resize  # pylint: disable=import-outside-toplevel
 
     keras.utils.set_random_seed(3)
@@ -431,14 +430,14 @@ def test_super_resolve_signature_from_the_cli(tmp_path, use_grpc):
     expected = it.super_resolve(model, small[None], temperature=0.7, seed=np.array([5], np.int64),
                                 **AS_EXPORTED).numpy()[0]
     with running_server(export_dir, str(tmp_path)) as addresses:
-        flags = ["--grpc", f"--server={addresses['grpc']}"] if use_grpc else [f"--server={addresses['rest']}"]
-        run = cli(*flags, "--signature=super_resolve", f"--image={tmp_path / 'small.png'}", "--seed=5",
-                  "--temperature=0.7", f"--output={tmp_path / 'big.png'}")
-        assert run.returncode == 0, run.stderr[-2000:]
-        np.testing.assert_array_equal(read_png(tmp_path / "big.png"), expected)
-        run = cli(*flags, "--signature=super_resolve", f"--image={tmp_path / 'big.png'}",
-                  f"--output={tmp_path / 'x.png'}")
-        assert run.returncode == 1 and "low_res must be [batch, 2, 2, 1]" in run.stderr, run.stderr[-2000:]
+        for flags in ([f"--server={addresses['rest']}"], ["--grpc", f"--server={addresses['grpc']}"]):
+            output = tmp_path / f"big{len(flags)}.png"
+            run = cli(*flags, "--signature=super_resolve", f"--image={tmp_path / 'small.png'}", "--seed=5",
+                      "--temperature=0.7", f"--output={output}")
+            assert run.returncode == 0, run.stderr[-2000:]
+            np.testing.assert_array_equal(read_png(output), expected, err_msg=str(flags))
+            run = cli(*flags, "--signature=super_resolve", f"--image={output}", f"--output={tmp_path / 'x.png'}")
+            assert run.returncode == 1 and "low_res must be [batch, 2, 2, 1]" in run.stderr, run.stderr[-2000:]
 
 
 def test_written_request_body_posted_with_curl_completes_like_the_client(server, model, image_file, tmp_path):

@@ -127,19 +127,19 @@ except tf.errors.InvalidArgumentError as e:
                                   expected)
 
 
-def test_commands_train_evaluate_super_resolve_and_export(tmp_path):
-    run = run_python("-m", "imagetransformer.train", "--config=tiny", "--task=super_resolution", "--model_dir=sr",
+def test_commands_train_evaluate_super_resolve_and_export(tmp_path, run_program):
+    run = run_program("train", "--config=tiny", "--task=super_resolution", "--model_dir=sr",
                "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     with open(tmp_path / "sr" / "config.json") as f:
         config = f.read()
     assert '"model": "super_resolution_transformer"' in config and '"scale": 4' in config
-    run = run_python("-m", "imagetransformer.evaluate", "--model_dir=sr", "--eval_examples=8", "--sr_examples=2",
+    run = run_program("evaluate", "--model_dir=sr", "--eval_examples=8", "--sr_examples=2",
                cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     for line in ("bicubic: PSNR", "temperature_0.8: PSNR", "temperature_1.0: PSNR", "test bits/dim"):
         assert line in run.stdout
-    run = run_python("-m", "imagetransformer.super_resolve", "--model_dir=sr", "--output=g.png", "--num_images=2",
+    run = run_program("super_resolve", "--model_dir=sr", "--output=g.png", "--num_images=2",
                cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "g.png") > 0, run.stderr[-2000:]
     assert ("columns: low resolution | bicubic | sample at temperature 0.8 | sample at temperature 1 | original"
@@ -148,8 +148,8 @@ def test_commands_train_evaluate_super_resolve_and_export(tmp_path):
 
     # 2 rows; 5 columns (low resolution, bicubic, two temperatures, original) of 28 x 4 pixels, 2 pixels apart.
     assert Image.open(tmp_path / "g.png").size == (5 * (28 * 4 + 2) + 2, 2 * (28 * 4 + 2) + 2)
-    run = run_python("-m", "imagetransformer.complete", "--model_dir=sr", "--output=c.png", cwd=tmp_path)
+    run = run_program("complete", "--model_dir=sr", "--output=c.png", cwd=tmp_path)
     assert run.returncode == 1 and "use python -m imagetransformer.super_resolve" in run.stderr
-    run = run_python("-m", "imagetransformer.export", "--model_dir=sr", "--export_dir=exp", cwd=tmp_path)
+    run = run_program("export", "--model_dir=sr", "--export_dir=exp", cwd=tmp_path)
     assert run.returncode == 0 and "super_resolve" in run.stdout, run.stderr[-2000:]
     # Bad super-resolution flags: test_train.py's test_train_bad_flags_fail_with_one_line.
