@@ -135,7 +135,7 @@ def parsed():
 
 
 def test_flags_override_the_named_config(parsed):
-    importlib.import_module("imagetransformer.programs.export")  # defines --jit_compile too: the two must share it
+    importlib.import_module("imagetransformer.programs.export")  # --jit_compile with its own default: not the config's
     parsed("--config=tiny", "--num_layers=3", "--query_shape=2,4", "--jit_compile", "--learning_rate=0.5")
     config = trainer.check_config(train_program.config_from_flags())
     assert config["num_layers"] == 3 and config["query_shape"] == (2, 4)

@@ -35,8 +35,8 @@ flags.DEFINE_integer("max_batch", DEFAULT_MAX_BATCH, "Most images one request to
 flags.DEFINE_enum("cache_dtype", None, CACHE_DTYPES, "Dtype of the decoder's key/value caches in the generating "
                   "signatures: bfloat16 reads half the bytes per step (about 1.5x faster on CPU's graph executor); "
                   "float32 samples the model's distribution exactly (default: bfloat16, float32 with --jit_compile).")
-cli.define_flag("boolean", "jit_compile", None, "Opt-in XLA export: the generating signatures' decoding loop must be "
-                "compiled with XLA (faster on CPU); TF Serving then needs --xla_cpu_compilation_enabled=true.")
+flags.DEFINE_bool("jit_compile", False, "Opt-in XLA export: the generating signatures' decoding loop must be compiled "
+                  "with XLA (faster on CPU); TF Serving then needs --xla_cpu_compilation_enabled=true.")
 
 
 def main(argv):
@@ -49,7 +49,7 @@ def main(argv):
     try:
         model = checkpoints.load_model(model_dir)
         result = export_model(model, FLAGS.export_dir, FLAGS.version, FLAGS.overwrite, FLAGS.max_batch,
-                              FLAGS.cache_dtype, bool(FLAGS.jit_compile))
+                              FLAGS.cache_dtype, FLAGS.jit_compile)
     except (checkpoints.CheckpointError, ExportError) as e:
         cli.fail(e)
     print(f"exported version {result.version}: SavedModel {result.saved_model_dir} "
