@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from imagetransformer.export import DEFAULT_CACHE_DTYPE  # noqa: E402
+from imagetransformer.programs import cli  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,17 +58,28 @@ def run_python(*args, cwd, pythonpath=REPO, timeout=600):
 
 
 @pytest.fixture
-def run_program(capsys):
+def parsed():
+    """Parses command-line flags for an in-process run; restores the defaults afterwards."""
+
+    def parse(*args):
+        flags.FLAGS.unparse_flags()
+        return cli.parse_flags(["prog", *args])
+
+    yield parse
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture
+def run_program(capsys, parsed):
     """Runs `python -m imagetransformer.NAME *args` in this process (the program module's `main` on the parsed
     flags, in `cwd`): `run_program("train", "--config=tiny", ..., cwd=tmp_path)` returns a `CompletedProcess` with
     the exit status and what it printed, as `run_python` does, without a fresh process's seconds of imports. The
     programs' own start-up (`--help`, flag errors, log lines) is tested in real processes in test_train.py."""
-    flag_values = flags.FLAGS
 
     def run(name, *args, cwd):
         module = importlib.import_module(f"imagetransformer.programs.{name}")
-        flag_values.unparse_flags()
-        flag_values(["prog", *args])
+        parsed(*args)
         capsys.readouterr()
         with contextlib.chdir(cwd):
             try:
@@ -77,6 +89,4 @@ def run_program(capsys):
         printed = capsys.readouterr()
         return subprocess.CompletedProcess([name, *args], code, printed.out, printed.err)
 
-    yield run
-    flag_values.unparse_flags()
-    flag_values.mark_as_parsed()
+    return run

@@ -60,33 +60,18 @@ def _low_res(model, batch, seed):
     return {"low_res": random_images(batch, model.low_res_shape, seed=seed + 100)}
 
 
-def _image_transformer(attention, distribution):
+def _transformer(attention, distribution, kind=None, model=it.ImageTransformer, condition=None,
+                 enumerable_shape=(1, 2, 1), **model_kwargs):
+    """A variant of the Image Transformer: unconditional, or `kind` ("class", "sr") with its `condition`."""
+
+    def make(image_shape, blocks):
+        return model(**model_kwargs, **tiny_kwargs(attention, distribution, image_shape, **blocks))
+
     return Variant(
-        f"{attention}-{distribution}",
-        lambda: it.ImageTransformer(**tiny_kwargs(attention, distribution, (4, 4, 3), **_small_blocks(distribution))),
-        lambda: it.ImageTransformer(**tiny_kwargs(attention, distribution, (1, 2, 1), **_ONE_POSITION_BLOCKS)),
-    )
-
-
-def _class_conditional(attention, distribution):
-    return Variant(
-        f"class-{attention}-{distribution}",
-        lambda: it.ImageTransformer(num_classes=4, **tiny_kwargs(attention, distribution, (4, 4, 3),
-                                                                 **_small_blocks(distribution))),
-        lambda: it.ImageTransformer(num_classes=3, **tiny_kwargs(attention, distribution, (1, 2, 1),
-                                                                 **_ONE_POSITION_BLOCKS)),
-        condition=_labels,
-    )
-
-
-def _super_resolution(attention, distribution):
-    return Variant(
-        f"sr-{attention}-{distribution}",
-        lambda: it.SuperResolutionTransformer(scale=2, **tiny_kwargs(attention, distribution, (4, 4, 3),
-                                                                     **_small_blocks(distribution))),
-        lambda: it.SuperResolutionTransformer(scale=2, **tiny_kwargs(attention, distribution, (2, 2, 1),
-                                                                     **_ONE_POSITION_BLOCKS)),
-        condition=_low_res,
+        f"{kind + '-' if kind else ''}{attention}-{distribution}",
+        lambda: make((4, 4, 3), _small_blocks(distribution)),
+        lambda: make(enumerable_shape, _ONE_POSITION_BLOCKS),
+        condition=condition,
     )
 
 
@@ -106,8 +91,10 @@ ATTENTIONS = ("global", "local_1d", "local_2d")
 CONDITIONAL_CASES = [("global", "dmol"), ("local_1d", "dmol"), ("local_2d", "dmol"), ("local_1d", "categorical")]
 
 VARIANTS = (
-    [_image_transformer(a, d) for a, d in itertools.product(ATTENTIONS, ("dmol", "categorical"))]
-    + [_class_conditional(a, d) for a, d in CONDITIONAL_CASES]
-    + [_super_resolution(a, d) for a, d in CONDITIONAL_CASES]
+    [_transformer(a, d) for a, d in itertools.product(ATTENTIONS, ("dmol", "categorical"))]
+    + [_transformer(a, d, "class", condition=_labels, num_classes=4) for a, d in CONDITIONAL_CASES]
+    # Super-resolution's `scale` must be at least 2: its enumerable images are 2x2.
+    + [_transformer(a, d, "sr", it.SuperResolutionTransformer, _low_res, (2, 2, 1), scale=2)
+       for a, d in CONDITIONAL_CASES]
     + [_pixelcnnpp(1), _pixelcnnpp(3)]
 )

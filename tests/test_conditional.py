@@ -86,16 +86,16 @@ except tf.errors.InvalidArgumentError as e:
 
 def test_commands_train_evaluate_and_complete_class_conditional(tmp_path, run_program):
     run = run_program("train", "--config=tiny", "--conditional=class", "--model_dir=cc",
-               "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
+                      "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     with open(tmp_path / "cc" / "config.json") as f:
         assert '"num_classes": 10' in f.read()
     run = run_program("evaluate", "--model_dir=cc", "--eval_examples=8", cwd=tmp_path)
     assert run.returncode == 0 and "bits/dim" in run.stdout, run.stderr[-2000:]
     run = run_program("complete", "--model_dir=cc", "--output=s.png", "--num_images=3",
-               "--unconditional", cwd=tmp_path)
+                      "--unconditional", cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "s.png") > 0, run.stderr[-2000:]
     run = run_program("train", "--config=tiny", "--conditional=class", "--model=pixelcnnpp",
-               "--model_dir=bad", cwd=tmp_path)
+                      "--model_dir=bad", cwd=tmp_path)
     assert run.returncode == 1 and "--conditional=class needs --model=image_transformer" in run.stderr
     assert not os.path.exists(tmp_path / "bad")

@@ -77,7 +77,8 @@ def test_probabilities_sum_to_one(variant):
         assert np.all(np.isfinite(log_probs))
         # log p(first rows): their per-pixel terms, which (causality) do not depend on the last row.
         first = {k: v[:1] for k, v in condition.items()}
-        per_pixel = model.head.log_prob(model(_inputs(images[:1], first)), model._targets(images[:1]))  # pylint: disable=protected-access
+        targets = model._targets(images[:1])  # pylint: disable=protected-access
+        per_pixel = model.head.log_prob(model(_inputs(images[:1], first)), targets)  # [1, rows, ...]
         log_prefix = float(tf.reduce_sum(per_pixel[:, :-1]).numpy())
         np.testing.assert_allclose(np.exp(log_probs - log_prefix).sum(), 1.0, atol=1e-4)
 

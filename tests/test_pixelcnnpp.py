@@ -130,7 +130,7 @@ def test_naive_sampling_in_python_equals_the_graph_loop_of_the_export():
 def test_commands_train_evaluate_complete_and_export_pixelcnnpp(tmp_path, run_program):
     # 8x8 images (Fashion-MNIST resized): the naive decoder re-runs the network per pixel, 32 times per completion.
     run = run_program("train", "--config=tiny", "--model=pixelcnnpp", "--model_dir=pc",
-               "--image_shape=8,8,1", "--train_steps=4", "--verbose=0", "--summary_images=0", cwd=tmp_path)
+                      "--image_shape=8,8,1", "--train_steps=4", "--verbose=0", "--summary_images=0", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "PixelCNN++" in run.stdout
     run = run_program("evaluate", "--model_dir=pc", "--eval_examples=16", cwd=tmp_path)

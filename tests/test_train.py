@@ -30,7 +30,6 @@ from imagetransformer.evaluation import evaluator
 from imagetransformer.programs import evaluate as evaluate_program
 from imagetransformer.programs import train as train_program
 from imagetransformer.training import callbacks, checkpoints, configs, distribute, trainer
-from imagetransformer.programs import cli
 from imagetransformer.models.image_transformer import ImageTransformer
 
 FLAGS = flags.FLAGS
@@ -119,19 +118,6 @@ def test_config_lookup_and_overrides():
         configs.get_config("nope")
     with pytest.raises(ValueError, match="nope"):
         configs.get_config("tiny", nope=1)
-
-
-@pytest.fixture
-def parsed():
-    """Parses command-line flags for an in-process run; restores the defaults afterwards."""
-
-    def parse(*args):
-        FLAGS.unparse_flags()
-        return cli.parse_flags(["prog", *args])
-
-    yield parse
-    FLAGS.unparse_flags()
-    FLAGS.mark_as_parsed()
 
 
 def test_flags_override_the_named_config(parsed):
