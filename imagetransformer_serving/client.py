@@ -192,10 +192,15 @@ def short_message(message):
     return " ".join(str(message).split())
 
 
-def _grpc_error(grpc, error, server):
-    if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return ClientError(f"cannot reach gRPC server {server}: {error.code().name}: {error.details()}")
-    return ClientError(f"server error (gRPC {error.code().name}) from {server}: {short_message(error.details())}")
+def _grpc_error(grpc, error, server, timeout):
+    """One line for a failed gRPC call: unreachable, no answer in time (busy), or the server's own error."""
+    code, details = error.code(), error.details() or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ClientError(f"gRPC server {server} did not answer within {timeout:g} s (the server is busy or the model "
+                           "slow; raise --timeout)")
+    if code == grpc.StatusCode.UNAVAILABLE and ("connect" in details.lower() or "unreachable" in details.lower()):
+        return ClientError(f"cannot reach gRPC server {server}: {code.name}: {details}")
+    return ClientError(f"server error (gRPC {code.name}) from {server}: {short_message(details)}")
 
 
 def predict_grpc(server, model_name, signature, inputs, timeout=60.0):
@@ -212,7 +217,7 @@ def predict_grpc(server, model_name, signature, inputs, timeout=60.0):
     try:
         response = stub.Predict(request, timeout=timeout)
     except grpc.RpcError as e:
-        raise _grpc_error(grpc, e, server)
+        raise _grpc_error(grpc, e, server, timeout)
     finally:
         channel.close()
     return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
@@ -228,7 +233,7 @@ def status_grpc(server, model_name, timeout=10.0):
     try:
         return json_format.MessageToDict(stub.GetModelStatus(request, timeout=timeout))
     except grpc.RpcError as e:
-        raise _grpc_error(grpc, e, server)
+        raise _grpc_error(grpc, e, server, timeout)
     finally:
         channel.close()
 

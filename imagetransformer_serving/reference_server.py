@@ -19,6 +19,13 @@ python -m imagetransformer_serving.reference_server --model_base_path=exported/i
 Port 0 picks a free port; `--ready_file` receives `{"grpc_port": ..., "rest_port": ...}` once both listen.
 With `--enable_batching` (and `--batching_parameters_file`, TF Serving's flags) concurrent requests are
 merged into batches (`Batcher`). Not a production server: no version hot-reload.
+
+What a client can make it hold is bounded: a REST body (`MAX_REQUEST_BYTES`, by `Content-Length` or chunked) and a
+gRPC tensor's declared values (`MAX_TENSOR_VALUES`) are checked before anything is built; REST connections get a
+thread each up to `--rest_max_connections` (one more is answered 503 at once) and are closed after
+`--rest_socket_timeout_s` of silence; at most `--max_admitted_predictions` predictions are in the server at once
+(one more is answered UNAVAILABLE / 503) and `--max_concurrent_calls` of them run; the gRPC server keeps threads
+for status and metadata calls beyond those, so they are answered however busy the model is.
 """
 
 import os
@@ -44,8 +51,16 @@ import numpy as np
 # declare (a 63-byte request can otherwise declare a [1024, 28, 28, 1] tensor that make_ndarray expands).
 MAX_REQUEST_BYTES = 32 << 20
 MAX_TENSOR_VALUES = 4 << 20
-# Seconds a REST connection may stay silent before the server drops it (a stalled client holds no thread).
+# Seconds a REST connection may stay silent before the server drops it (a stalled client holds its thread no longer).
 SOCKET_TIMEOUT_S = 30.0
+# REST connections served at once (a thread each); one more is answered 503 at once, without a thread.
+MAX_CONNECTIONS = 128
+# Model calls running at once, and predictions admitted in all (running or waiting their turn); one more is
+# answered UNAVAILABLE (HTTP 503) at once. The gRPC server has a thread for each admitted prediction and
+# `RESERVED_GRPC_THREADS` more, so status and metadata calls are answered however busy the model is.
+MAX_CONCURRENT_CALLS = 2
+MAX_ADMITTED_PREDICTIONS = 64
+RESERVED_GRPC_THREADS = 4
 
 
 class ServingError(Exception):
@@ -186,9 +201,14 @@ class Batcher:
 
 class Servable:
     """The latest version of a SavedModel base path, with TF Serving's input/output checks; with `batching`
-    (`BatchingParameters`), concurrent requests are merged by a `Batcher`."""
+    (`BatchingParameters`), concurrent requests are merged by a `Batcher`.
 
-    def __init__(self, model_base_path, model_name, batching=None):
+    At most `max_concurrent_calls` signature calls run at once and `max_admitted` predictions are in the server at
+    once (running, batching or waiting to run); one more is refused with UNAVAILABLE at once, so memory and threads
+    stay bounded however many clients call."""
+
+    def __init__(self, model_base_path, model_name, batching=None, max_concurrent_calls=MAX_CONCURRENT_CALLS,
+                 max_admitted=MAX_ADMITTED_PREDICTIONS):
         import tensorflow as tf
 
         self.tf = tf
@@ -213,6 +233,11 @@ class Servable:
             raise ValueError(f"no version in {model_base_path} loads: {'; '.join(errors)}")
         self.signatures = dict(self.loaded.signatures)
         self.batcher = Batcher(self._call, batching) if batching is not None else None
+        if batching is not None:
+            max_admitted = max(max_admitted, batching.max_batch_size)  # a whole batch can gather
+        self.max_admitted = int(max_admitted)
+        self._admitted = threading.BoundedSemaphore(self.max_admitted)
+        self._running = threading.BoundedSemaphore(max_concurrent_calls)
 
     def check_model(self, name, version=None):
         if name != self.name:
@@ -234,7 +259,15 @@ class Servable:
 
     def run(self, signature_name, inputs, convert):
         """`inputs`: {name: value}; `convert(value, spec)` -> np.ndarray. Returns {output: np.ndarray}."""
-        tf = self.tf
+        if not self._admitted.acquire(blocking=False):
+            raise ServingError(f"the server is busy ({self.max_admitted} predictions running or waiting); retry "
+                               "later", "UNAVAILABLE", 503)
+        try:
+            return self._run(signature_name, inputs, convert)
+        finally:
+            self._admitted.release()
+
+    def _run(self, signature_name, inputs, convert):
         name, signature = self.signature(signature_name)
         specs = self.input_specs(signature)
         if set(inputs) != set(specs):
@@ -258,7 +291,8 @@ class Servable:
         """One call of signature `name` on checked numpy inputs; numpy outputs."""
         tf = self.tf
         try:
-            outputs = self.signatures[name](**{k: tf.constant(v) for k, v in arrays.items()})
+            with self._running:
+                outputs = self.signatures[name](**{k: tf.constant(v) for k, v in arrays.items()})
         except tf.errors.OpError as e:
             invalid = isinstance(e, tf.errors.InvalidArgumentError)
             raise ServingError(e.message, "INVALID_ARGUMENT" if invalid else "INTERNAL", 400 if invalid else 500)
@@ -367,10 +401,87 @@ def _content_length(header, limit):
     return length
 
 
-def make_rest_server(servable, port, host="127.0.0.1", max_request_bytes=MAX_REQUEST_BYTES):
+def _read_chunked(rfile, limit):
+    """A `Transfer-Encoding: chunked` body (RFC 9112 section 7.1), at most `limit` bytes in all."""
+    body = bytearray()
+    while True:
+        line = rfile.readline(1026)
+        try:
+            size = int(line.split(b";")[0].strip(), 16) if line.endswith(b"\n") else -1
+        except ValueError:
+            size = -1
+        if size < 0:
+            raise ServingError(f"malformed chunked body: chunk size line {bytes(line[:40])!r}")
+        if len(body) + size > limit:
+            raise ServingError(f"request body of more than {limit} bytes exceeds the server's limit of {limit} bytes; "
+                               "send fewer images per request", "RESOURCE_EXHAUSTED", 413)
+        if size == 0:
+            break
+        chunk = rfile.read(size)
+        if len(chunk) != size or rfile.readline(3) not in (b"\r\n", b"\n"):
+            raise ServingError("malformed chunked body: a chunk is shorter than its size or not followed by CRLF")
+        body += chunk
+    for _ in range(64):  # trailer fields, up to the empty line
+        if rfile.readline(8192) in (b"\r\n", b"\n", b""):
+            return bytes(body)
+    raise ServingError("malformed chunked body: too many trailer lines")
+
+
+def _read_json(rfile, headers, limit):
+    """The JSON body of a POST: by its Content-Length, or chunked; at most `limit` bytes."""
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        data = _read_chunked(rfile, limit)
+    else:
+        data = rfile.read(_content_length(headers.get("Content-Length"), limit))
+    try:
+        return json.loads(data or b"null")
+    except (ValueError, RecursionError) as e:  # RecursionError: nesting deeper than Python's recursion limit
+        raise ServingError(f"JSON Parse error: {'nesting too deep' if isinstance(e, RecursionError) else e}")
+
+
+_BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                  b"Content-Length: %d\r\n\r\n%s")
+
+
+class BoundedHTTPServer(http.server.ThreadingHTTPServer):
+    """`ThreadingHTTPServer` with at most `max_connections` connection threads: one more connection is answered
+    503 from the accepting thread and closed, so stalled or many clients cannot grow the server's threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections=MAX_CONNECTIONS):
+        super().__init__(address, handler)
+        self.max_connections = int(max_connections)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address):
+        if self._slots.acquire(blocking=False):
+            try:
+                super().process_request(request, client_address)  # the thread releases the slot
+            except BaseException:
+                self._slots.release()
+                raise
+            return
+        body = json.dumps({"error": f"the server is serving {self.max_connections} connections; retry later"})
+        try:
+            request.settimeout(1.0)
+            request.sendall(_BUSY_RESPONSE % (len(body), body.encode()))
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_rest_server(servable, port, host="127.0.0.1", max_request_bytes=MAX_REQUEST_BYTES,
+                     max_connections=MAX_CONNECTIONS, socket_timeout_s=SOCKET_TIMEOUT_S):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        timeout = SOCKET_TIMEOUT_S  # applied to each connection's socket
+        timeout = socket_timeout_s  # applied to each connection's socket
 
         def log_message(self, *args):
             pass
@@ -386,11 +497,14 @@ def make_rest_server(servable, port, host="127.0.0.1", max_request_bytes=MAX_REQ
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
         def _route(self, method):
             match = _MODEL_PATH.match(self.path.split("?")[0])
+            body_read = method == "GET"
             try:
                 if not match:
                     raise ServingError(f"Malformed request: {method} {self.path}", "INVALID_ARGUMENT", 404)
@@ -399,16 +513,16 @@ def make_rest_server(servable, port, host="127.0.0.1", max_request_bytes=MAX_REQ
                 if method == "GET" and not predict:
                     return self._reply(200, rest_metadata(servable) if metadata else rest_status(servable))
                 if method == "POST" and predict and not metadata:
-                    length = _content_length(self.headers.get("Content-Length"), max_request_bytes)
-                    try:
-                        body = json.loads(self.rfile.read(length) or b"null")
-                    except ValueError as e:
-                        raise ServingError(f"JSON Parse error: {e}")
+                    body = _read_json(self.rfile, self.headers, max_request_bytes)
+                    body_read = True
                     return self._reply(200, rest_predict(servable, body))
                 raise ServingError(f"Malformed request: {method} {self.path}", "INVALID_ARGUMENT", 404)
-            except ServingError as e:
-                if e.http_status == 413:
-                    self.close_connection = True  # the unread body must not be taken for the next request
+            except Exception as e:  # pylint: disable=broad-except  (every request gets an answer)
+                if not isinstance(e, ServingError):
+                    print(f"error: {method} {self.path}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                    e = ServingError(f"{type(e).__name__}: {e}", "INTERNAL", 500)
+                if not body_read:
+                    self.close_connection = True  # an unread body must not be taken for the next request
                 return self._reply(e.http_status, {"error": str(e)})
 
         def do_GET(self):
@@ -417,9 +531,7 @@ def make_rest_server(servable, port, host="127.0.0.1", max_request_bytes=MAX_REQ
         def do_POST(self):
             self._route("POST")
 
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return BoundedHTTPServer((host, port), Handler, max_connections)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -438,7 +550,10 @@ def _declared_values(tensor_proto, limit):
     return count
 
 
-def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2, max_tensor_values=MAX_TENSOR_VALUES):
+def make_grpc_server(servable, port, host="127.0.0.1", max_tensor_values=MAX_TENSOR_VALUES):
+    """A gRPC server with a thread for each prediction `servable` admits and `RESERVED_GRPC_THREADS` more, so that
+    status and metadata calls never wait behind predictions; calls beyond twice that are refused by gRPC
+    (RESOURCE_EXHAUSTED) instead of queueing without bound."""
     import grpc
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow_serving.apis import (
@@ -500,6 +615,9 @@ def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2, max_tensor
                     raise ServingError(f"output tensor alias not found in signature: {missing}")
             except ServingError as e:
                 abort(context, e)
+            except Exception as e:  # pylint: disable=broad-except  (INTERNAL with its message, not UNKNOWN)
+                print(f"error: Predict: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                abort(context, ServingError(f"{type(e).__name__}: {e}", "INTERNAL", 500))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = servable.name
             response.model_spec.version.value = servable.version
@@ -520,7 +638,9 @@ def make_grpc_server(servable, port, host="127.0.0.1", max_workers=2, max_tensor
             status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
             return response
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+    threads = servable.max_admitted + RESERVED_GRPC_THREADS
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+                         maximum_concurrent_rpcs=2 * threads,
                          options=[("grpc.max_receive_message_length", 64 << 20),
                                   ("grpc.max_send_message_length", 64 << 20)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(), server)
@@ -547,7 +667,20 @@ def main(argv=None):
                         help="merge concurrent requests into batches, as TF Serving's flag of this name does")
     parser.add_argument("--batching_parameters_file", help="TF Serving batching parameters (text protobuf); "
                         "default with --enable_batching: max_batch_size 16, batch_timeout_micros 5000")
+    parser.add_argument("--max_concurrent_calls", type=int, default=MAX_CONCURRENT_CALLS,
+                        help="signature calls that run at once")
+    parser.add_argument("--max_admitted_predictions", type=int, default=MAX_ADMITTED_PREDICTIONS,
+                        help="predictions running or waiting at once; one more is answered UNAVAILABLE (503)")
+    parser.add_argument("--rest_max_connections", type=int, default=MAX_CONNECTIONS,
+                        help="REST connections served at once; one more is answered 503")
+    parser.add_argument("--rest_socket_timeout_s", type=float, default=SOCKET_TIMEOUT_S,
+                        help="seconds a REST connection may stay silent before it is closed")
     args = parser.parse_args(argv)
+    for name in ("max_concurrent_calls", "max_admitted_predictions", "rest_max_connections"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}={getattr(args, name)} must be at least 1")
+    if not args.rest_socket_timeout_s > 0:
+        parser.error(f"--rest_socket_timeout_s={args.rest_socket_timeout_s} must be positive")
 
     batching = None
     if args.enable_batching or args.batching_parameters_file:
@@ -557,19 +690,19 @@ def main(argv=None):
         except (OSError, ValueError) as e:
             parser.error(f"--batching_parameters_file: {e}")
     try:
-        servable = Servable(args.model_base_path, args.model_name, batching)
+        servable = Servable(args.model_base_path, args.model_name, batching,
+                            max_concurrent_calls=args.max_concurrent_calls, max_admitted=args.max_admitted_predictions)
     except (OSError, ValueError) as e:
         print(f"error: --model_base_path={args.model_base_path}: {e}", file=sys.stderr, flush=True)
         return 1
     ports = {}
     grpc_server = rest_server = None
     if args.grpc_port >= 0:
-        # With batching, as many calls as one batch holds may wait in the batcher at once.
-        workers = max(2, batching.max_batch_size + 1) if batching else 2
-        grpc_server, ports["grpc_port"] = make_grpc_server(servable, args.grpc_port, args.host, max_workers=workers)
+        grpc_server, ports["grpc_port"] = make_grpc_server(servable, args.grpc_port, args.host)
         grpc_server.start()
     if args.rest_port >= 0:
-        rest_server = make_rest_server(servable, args.rest_port, args.host)
+        rest_server = make_rest_server(servable, args.rest_port, args.host, max_connections=args.rest_max_connections,
+                                       socket_timeout_s=args.rest_socket_timeout_s)
         ports["rest_port"] = rest_server.server_address[1]
         threading.Thread(target=rest_server.serve_forever, daemon=True).start()
 

@@ -58,14 +58,15 @@ def export_dir(model, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_server(export_dir, workdir):
-    """`{"grpc": "127.0.0.1:port", "rest": "127.0.0.1:port"}` of a reference server on the export, while in use."""
+def running_server(export_dir, workdir, *flags):
+    """`{"grpc": "127.0.0.1:port", "rest": "127.0.0.1:port", "pid": ...}` of a reference server on the export (with
+    extra command-line `flags`), while in use."""
     ready = os.path.join(workdir, "ready.json")
     log = open(ready + ".log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "imagetransformer_serving.reference_server", f"--model_base_path={export_dir}",
          f"--model_name={MODEL}",
-         "--host=127.0.0.1", "--grpc_port=0", "--rest_port=0", f"--ready_file={ready}", "--lifetime_s=600"],
+         "--host=127.0.0.1", "--grpc_port=0", "--rest_port=0", f"--ready_file={ready}", "--lifetime_s=600", *flags],
         cwd=REPO, env=clean_env(PYTHONPATH=REPO), stdout=log, stderr=subprocess.STDOUT,
     )
     try:
@@ -77,7 +78,8 @@ def running_server(export_dir, workdir):
             time.sleep(0.2)
         with open(ready) as f:
             ports = json.load(f)
-        yield {"grpc": f"127.0.0.1:{ports['grpc_port']}", "rest": f"127.0.0.1:{ports['rest_port']}"}
+        yield {"grpc": f"127.0.0.1:{ports['grpc_port']}", "rest": f"127.0.0.1:{ports['rest_port']}",
+               "pid": process.pid}
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -576,3 +578,171 @@ def test_server_serves_the_highest_version_that_loads(export_dir, tmp_path):
                                 env=clean_env(PYTHONPATH=REPO), capture_output=True, text=True, timeout=120)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert result.stderr.strip().splitlines()[-1].startswith(f"error: --model_base_path={broken}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Malformed bodies, load and abuse.
+# ----------------------------------------------------------------------------------------------------------------
+def _exchange(address, raw, timeout=60):
+    """Writes `raw` on one connection and reads every answer until the server closes it: [(status, JSON body)]."""
+    import socket  # pylint: disable=import-outside-toplevel
+
+    host, port = address.split(":")
+    answers = []
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(raw)
+        stream = sock.makefile("rb")
+        while True:
+            status_line = stream.readline()
+            if not status_line:
+                return answers
+            headers = {}
+            for line in iter(stream.readline, b"\r\n"):
+                key, _, value = line.decode().partition(":")
+                headers[key.strip().lower()] = value.strip()
+            answers.append((int(status_line.split()[1]), json.loads(stream.read(int(headers["content-length"])))))
+
+
+def _chunked(data, size=100):
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size]) for i in range(0, len(data), size))
+
+
+def test_rest_chunked_bodies_and_deep_nesting_get_one_answer_each(server, model, image_file):
+    _, pixels = image_file
+    address = server["rest"]
+    head = f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n".encode()
+    body = json.dumps({"signature_name": "log_prob", "instances": [{"images": pixels.tolist()}]}).encode()
+    status_request = f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    # A chunked body is read whole; the next request on the connection is answered as itself.
+    answers = _exchange(address, head + b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(body) + b"0\r\n\r\n"
+                        + status_request)
+    assert [status for status, _ in answers] == [200, 200], answers
+    np.testing.assert_allclose(answers[0][1]["predictions"][0]["log_prob"], model.log_prob(pixels[None]).numpy()[0],
+                               rtol=1e-4)
+    assert answers[1][1]["model_version_status"][0]["state"] == "AVAILABLE"
+    # A malformed or oversized chunked body: one answer, then the connection is closed (what follows is not taken
+    # for a request).
+    for raw, status, message in (
+        (b"zz\r\n{}\r\n0\r\n\r\n", 400, "malformed chunked body"),
+        (b"%x\r\n" % (64 << 20), 413, "exceeds the server's limit"),
+    ):
+        answers = _exchange(address, head + b"Transfer-Encoding: chunked\r\n\r\n" + raw + status_request)
+        assert len(answers) == 1 and answers[0][0] == status and message in answers[0][1]["error"], answers
+    # JSON nested deeper than Python's recursion limit: a 400 answer, not a dropped connection.
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answers = _exchange(address, head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(deep) + deep)
+    assert answers == [(400, {"error": "JSON Parse error: nesting too deep"})], answers
+
+
+def _proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["Threads"]), int(fields["VmHWM"].split()[0]) // 1024  # threads, peak RSS in MiB
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads threads and memory from /proc")
+def test_reference_server_under_load_and_abuse(export_dir, model, image_file, tmp_path):
+    """32 concurrent clients over REST and gRPC, 40 stalled connections, and oversized, malformed and deeply nested
+    requests at once: every normal request gets its exact answer and every bad one its error; gRPC status calls are
+    answered while predictions queue; REST connections beyond the limit are refused without a thread; the
+    server's threads stay within their bound. The peak RSS is printed (docs/robustness.md records it)."""
+    import socket  # pylint: disable=import-outside-toplevel
+
+    import grpc  # pylint: disable=import-outside-toplevel
+    from concurrent import futures  # pylint: disable=import-outside-toplevel
+
+    path, pixels = image_file
+    max_connections, admitted = 80, 40  # admitted: more than the 32 clients, which are all answered
+    expected = {seed: expected_completion(model, pixels, seed=seed) for seed in range(4)}
+    log_prob = model.log_prob(pixels[None]).numpy()[0]
+    top = pixels[None, :KNOWN_ROWS]
+    stalled = []
+    with running_server(export_dir, str(tmp_path), f"--rest_max_connections={max_connections}",
+                        f"--max_admitted_predictions={admitted}", "--max_concurrent_calls=1",
+                        "--rest_socket_timeout_s=120") as server:
+        pid = server["pid"]
+        client.predict_rest(server["rest"], MODEL, "log_prob", {"images": pixels[None]})  # warm up both paths
+        client.predict_grpc(server["grpc"], MODEL, "log_prob", {"images": pixels[None]})
+        base_threads, _ = _proc_status(pid)
+
+        def stall():
+            host, port = server["rest"].split(":")
+            sock = socket.create_connection((host, int(port)), timeout=60)
+            sock.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{{".encode())
+            stalled.append(sock)
+
+        def normal(i):
+            seed = i % 4
+            address, predict = ((server["grpc"], client.predict_grpc) if i % 2 else (server["rest"], client.predict_rest))
+            if i % 3:
+                images = predict(address, MODEL, "complete", {"top_half": top, "seed": np.array([seed], np.int64),
+                                                               "temperature": np.ones([1], np.float32)})["images"]
+                np.testing.assert_array_equal(images[0], expected[seed])
+            else:
+                scores = predict(address, MODEL, "log_prob", {"images": pixels[None]})
+                np.testing.assert_allclose(scores["log_prob"][0], log_prob, rtol=1e-4)
+
+        def abusive(i):
+            kind = i % 4
+            if kind == 0:
+                status, error = _raw_post(server, {"Content-Length": str(1 << 40)})
+                assert status == 413 and "exceeds the server's limit" in error
+            elif kind == 1:
+                status, error = _raw_post(server, {"Content-Length": "9"}, b"{not json")
+                assert status == 400 and "JSON Parse error" in error
+            elif kind == 2:
+                deep = b"[" * 50_000
+                status, error = _raw_post(server, {"Content-Length": str(len(deep))}, deep)
+                assert status == 400 and "nesting too deep" in error, error
+            else:
+                with pytest.raises(client.ClientError, match="INVALID_ARGUMENT"):
+                    client.predict_grpc(server["grpc"], MODEL, "log_prob", {"images": np.zeros([1, 3, 8, 3], np.uint8)})
+
+        for _ in range(40):
+            stall()
+        peak_threads = 0
+        with futures.ThreadPoolExecutor(32) as pool:
+            jobs = [pool.submit(normal, i) for i in range(64)] + [pool.submit(abusive, i) for i in range(32)]
+            while not all(job.done() for job in jobs):
+                peak_threads = max(peak_threads, _proc_status(pid)[0])
+                time.sleep(0.05)
+            for job in jobs:
+                job.result()  # every normal request answered exactly, every bad one with its error
+
+            # gRPC status while predictions queue (one runs at a time): answered before they have all run.
+            batch = np.repeat(top, 64, axis=0)
+            busy = [pool.submit(client.predict_grpc, server["grpc"], MODEL, "complete",
+                                {"top_half": batch, "seed": np.arange(64, dtype=np.int64),
+                                 "temperature": np.ones([64], np.float32)}) for _ in range(20)]
+            time.sleep(0.1)
+            client.status_grpc(server["grpc"], MODEL, timeout=TIMEOUT)
+            done_at_status = sum(job.done() for job in busy)
+            for job in busy:
+                job.result()
+        assert done_at_status < len(busy), "the status call waited for every queued prediction"
+
+        # REST connections beyond the limit: refused at once with 503, no thread; the server keeps answering
+        # once connections close.
+        while len(stalled) < max_connections:
+            stall()
+        time.sleep(0.5)
+        peak_threads = max(peak_threads, _proc_status(pid)[0])
+        status, body = _exchange(server["rest"], b"GET /v1/models/imagetransformer HTTP/1.1\r\n\r\n")[0]
+        assert status == 503 and "retry later" in body["error"]
+        for sock in stalled:
+            sock.close()
+        stalled.clear()
+        deadline = time.time() + 30
+        while True:
+            try:
+                assert client.status_rest(server["rest"], MODEL)["model_version_status"][0]["state"] == "AVAILABLE"
+                break
+            except client.ClientError:
+                assert time.time() < deadline, "the server did not take new connections after the stalled ones closed"
+                time.sleep(0.2)
+        _, peak_rss_mib = _proc_status(pid)
+    # Threads: one per REST connection (at most max_connections) and per admitted gRPC prediction (+4 reserved).
+    bound = base_threads + max_connections + admitted + 4
+    print(f"reference server under load: {peak_threads} threads at most (bound {bound}, {base_threads} idle), "
+          f"peak RSS {peak_rss_mib} MiB")
+    assert peak_threads <= bound
