@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import zipfile
 
@@ -51,6 +52,38 @@ def test_readme_and_benchmarks_quote_each_cards_bits_per_dim():
         for name, meta in presets.list_presets().items():
             assert name in rows, f"{doc} has no row for preset {name}"
             assert f"{meta['test_bits_per_dim']:.3f}" in rows[name], f"{doc}: {rows[name].strip()}"
+
+
+def test_readme_python_snippets_run_as_written(tmp_path, monkeypatch):
+    """Every ```python block of README.md runs as written, one after another: the pretrained quickstart, the usage
+    example that builds, trains, completes and samples a small model, and `load_model` of an export's `.keras` file
+    (there, the file the export command writes, of the usage example's model)."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        blocks = re.findall(r"^```python\n(.*?)^```", f.read(), flags=re.S | re.M)
+    assert len(blocks) >= 3, "README.md lost its Python examples"
+    os.symlink(os.path.join(REPO, "imagetransformer_serving"), tmp_path / "imagetransformer_serving")
+    monkeypatch.chdir(tmp_path)
+    keras.utils.set_random_seed(0)
+    previous = {}
+    for i, block in enumerate(blocks):
+        keras_file = re.search(r"exported/imagetransformer/keras/1\.keras", block)
+        if keras_file:
+            os.makedirs(os.path.dirname(keras_file.group(0)))
+            previous["model"].save(keras_file.group(0))
+        namespace = {}
+        exec(compile(block, f"README.md python block {i}", "exec"), namespace)  # pylint: disable=exec-used
+        model = namespace["model"]
+        for name in ("completed", "samples"):  # what the examples generate: uint8 images of the model's shape
+            if name in namespace:
+                value = np.asarray(namespace[name])
+                assert value.dtype == np.uint8 and value.shape[1:] == tuple(model.image_shape), name
+        if "completed" in namespace:  # the known top rows are kept
+            given = namespace["images"] if "images" in namespace else namespace["image"]
+            np.testing.assert_array_equal(np.asarray(namespace["completed"])[:, :14], given[:, :14])
+        if keras_file:  # the loaded model scores as the saved one
+            images = previous["images"]
+            np.testing.assert_allclose(model.log_prob(images), previous["model"].log_prob(images), rtol=1e-5)
+        previous = namespace
 
 
 @needs_data
@@ -172,7 +205,7 @@ def test_programs_take_a_preset(tiny_preset, tmp_path, run_program):
     folder, _, _ = tiny_preset
     output = str(tmp_path / "grid.png")
     result = run_program("complete", f"--preset={folder}", f"--output={output}",
-                        "--num_images=1", cwd=REPO)
+                         "--num_images=1", cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.getsize(output) > 0
     result = run_program("evaluate", f"--preset={folder}", "--eval_examples=4", cwd=REPO)

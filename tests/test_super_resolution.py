@@ -129,18 +129,18 @@ except tf.errors.InvalidArgumentError as e:
 
 def test_commands_train_evaluate_super_resolve_and_export(tmp_path, run_program):
     run = run_program("train", "--config=tiny", "--task=super_resolution", "--model_dir=sr",
-               "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
+                      "--train_steps=2", "--verbose=0", "--summary_images=2", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     with open(tmp_path / "sr" / "config.json") as f:
         config = f.read()
     assert '"model": "super_resolution_transformer"' in config and '"scale": 4' in config
     run = run_program("evaluate", "--model_dir=sr", "--eval_examples=8", "--sr_examples=2",
-               cwd=tmp_path)
+                      cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     for line in ("bicubic: PSNR", "temperature_0.8: PSNR", "temperature_1.0: PSNR", "test bits/dim"):
         assert line in run.stdout
     run = run_program("super_resolve", "--model_dir=sr", "--output=g.png", "--num_images=2",
-               cwd=tmp_path)
+                      cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "g.png") > 0, run.stderr[-2000:]
     assert ("columns: low resolution | bicubic | sample at temperature 0.8 | sample at temperature 1 | original"
             in run.stdout), run.stdout
