@@ -1,9 +1,10 @@
 """Models: whole autoregressive image models that map images to head parameters and exact log-likelihoods.
 
 `base.AutoregressiveImageModel` holds what every model shares (likelihood, training step, conditioning inputs);
-`ImageTransformer` (masked local/global self-attention), `PixelCNNPlusPlus` (the convolutional baseline) and
-`SuperResolutionTransformer` (an encoder over the low-resolution image, cross-attended by the decoder) build on it.
-`registry` names them for configurations (`build`, `config_of`).
+`ImageTransformer` (masked local/global self-attention, optionally composed with a conditioner layer: a class
+embedding or the low-resolution encoder) and `PixelCNNPlusPlus` (the convolutional baseline) build on it;
+`SuperResolutionTransformer` is the Image Transformer composed with a `LowResEncoder`. `registry` names them for
+model directories (`build`, `config_of`).
 """
 
 from imagetransformer.models.base import AutoregressiveImageModel

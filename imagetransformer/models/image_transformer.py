@@ -24,6 +24,7 @@ from imagetransformer.models.base import AutoregressiveImageModel
 from imagetransformer.heads import CategoricalHead, DiscretizedLogisticMixtureHead
 from imagetransformer.layers import (
     CausalConvStem,
+    ClassConditioner,
     DecoderBlock,
     GlobalSelfAttention,
     LocalSelfAttention1D,
@@ -35,6 +36,9 @@ from imagetransformer.layers.feed_forward import NORMS
 from imagetransformer.ordering import DISTRIBUTIONS, PixelOrder
 
 ATTENTIONS = ("local_1d", "local_2d", "global")
+# Where a saved model keeps its conditioner's weights, and the top-level layers that held them before.
+_CONDITIONER = "conditioner"
+_LEGACY_CONDITIONER_LAYERS = ("class_embedding", "low_res_embedding", "encoder_blocks", "encoder_norm")
 
 
 def _pair(value, name):
@@ -67,7 +71,12 @@ class ImageTransformer(AutoregressiveImageModel):
             grid is `H x W*C`, which is what `block_length`, `query_shape` and `memory_flange` count in).
         num_mixtures: dmol mixture components.
         num_classes: None (unconditional), or the number of classes of a class-conditional model: a learned
-            class embedding is added to every position, and inputs are `{"images": ..., "labels": int [B]}`.
+            class embedding (`ClassConditioner`) is added to every position, and inputs are `{"images": ...,
+            "labels": int [B]}`.
+        conditioner: None, or the layer the decoder is conditioned through (`imagetransformer.layers`:
+            `ClassConditioner`, `LowResEncoder`; see `ClassConditioner` for the protocol): its `condition` says
+            what the model takes beside the images, and with `cross_attention` every decoder block also attends to
+            its memory. `SuperResolutionTransformer` is this model with a `LowResEncoder`. Not with `num_classes`.
         initializer_gain: variance scale of the attention and feed-forward kernels,
             `VarianceScaling(gain, "fan_avg", "uniform")` (1.0 is Keras' `glorot_uniform`; tensor2tensor's Image
             Transformer uses 0.2).
@@ -93,8 +102,6 @@ class ImageTransformer(AutoregressiveImageModel):
     """
 
     supports_cache = True
-    # Whether decoder blocks cross-attend to an encoder's output (`SuperResolutionTransformer`).
-    cross_attention = False
 
     def __init__(
         self,
@@ -112,6 +119,7 @@ class ImageTransformer(AutoregressiveImageModel):
         distribution="dmol",
         num_mixtures=10,
         num_classes=None,
+        conditioner=None,
         initializer_gain=1.0,
         head_initializer_gain=None,
         value_embedding="table",
@@ -161,11 +169,19 @@ class ImageTransformer(AutoregressiveImageModel):
             )
         self.distribution = distribution
         self.num_mixtures = int(num_mixtures)
-        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
-            raise ValueError(f"num_classes={num_classes!r} must be None (unconditional) or an integer >= 1.")
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.condition = (conditioning.Unconditional() if self.num_classes is None
-                          else conditioning.ClassLabel(self.num_classes))
+        if isinstance(conditioner, dict):  # from get_config
+            conditioner = keras.saving.deserialize_keras_object(conditioner)
+        if num_classes is not None:
+            if conditioner is not None:
+                raise ValueError("Pass num_classes or a conditioner, not both: num_classes=N is "
+                                 "conditioner=ClassConditioner(N, hidden_size).")
+            conditioner = ClassConditioner(num_classes, self.hidden_size, name="conditioner")
+        if conditioner is not None and getattr(conditioner, "hidden_size", self.hidden_size) != self.hidden_size:
+            raise ValueError(f"The conditioner's hidden_size={conditioner.hidden_size} must equal the decoder's "
+                             f"hidden_size={self.hidden_size}.")
+        self.conditioner = conditioner
+        self.num_classes = conditioner.num_classes if isinstance(conditioner, ClassConditioner) else None
+        self.condition = conditioning.Unconditional() if conditioner is None else conditioner.condition
         for name, value in (("initializer_gain", initializer_gain), ("head_initializer_gain", head_initializer_gain)):
             if value is not None and not float(value) > 0:
                 raise ValueError(f"{name}={value!r} must be positive.")
@@ -208,14 +224,13 @@ class ImageTransformer(AutoregressiveImageModel):
             self.conv_stem.embed_values = self.embedding.embed_values
             self.conv_stem.channels_of_positions = self.order.pixel_coordinates()[2].astype("int32")
         kernel_initializer = self._initializer(self.initializer_gain)
-        self.class_embedding = None
-        if self.num_classes is not None:
-            # Added to every position's embedding (also in each cached step).
-            self.class_embedding = keras.layers.Embedding(self.num_classes, self.hidden_size, name="class_embedding")
-        self._make_encoder()
+        rows, cols, _ = self.order.pixel_coordinates()
+        # The pixel row and column of every position in generation order, where a conditioner adds to the input.
+        self._rows, self._cols = rows.astype("int32"), cols.astype("int32")  # [length]
+        cross_attention = conditioner is not None and conditioner.cross_attention
         self.decoder_blocks = [
             DecoderBlock(self._make_attention(i, kernel_initializer), self.filter_size, self.dropout,
-                         cross_attention=self.cross_attention, norm=norm, kernel_initializer=kernel_initializer,
+                         cross_attention=cross_attention, norm=norm, kernel_initializer=kernel_initializer,
                          name=f"decoder_block_{i}")
             for i in range(self.num_layers)
         ]
@@ -231,9 +246,6 @@ class ImageTransformer(AutoregressiveImageModel):
                                                        max_log_scale=self.max_log_scale, name="head")
         self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
         self.build((None, *self.image_shape))
-
-    def _make_encoder(self):
-        """Creates the layers that encode a condition into a memory for cross-attention (none here)."""
 
     @staticmethod
     def _initializer(gain):
@@ -260,18 +272,14 @@ class ImageTransformer(AutoregressiveImageModel):
         self.embedding.build((None, self.order.length, self.order.token_size))
         if self.conv_stem is not None:
             self.conv_stem.build(sequence_shape)
-        if self.class_embedding is not None:
-            self.class_embedding.build((None,))
-        self._build_encoder()
+        if self.conditioner is not None:
+            self.conditioner.build(None if self.condition.spec() is None else self.condition.spec().shape)
         for block in self.decoder_blocks:
             block.build(sequence_shape)
         if self.final_norm is not None:
             self.final_norm.build(sequence_shape)
         self.head.build(sequence_shape)
         self.built = True
-
-    def _build_encoder(self):
-        """Builds the layers `_make_encoder` created (none here)."""
 
     # --------------------------------------------------------------------------------------------------------------
     # Forward passes.
@@ -284,23 +292,30 @@ class ImageTransformer(AutoregressiveImageModel):
     def conditioning(self, condition, training=None):
         """What the decoder needs of a condition, computed once per image; part of the decoder state.
 
-        Returns a dict: `{"condition": class embedding [B, 1, hidden]}` (added to every position) for a
-        class-conditional model, `{}` for an unconditional one; `SuperResolutionTransformer` returns the encoder's
-        output `"memory"` `[B, h * w, hidden]` and `"cross"`, each decoder block's cross-attention keys and values
-        of it (computed here once, read by every step).
+        Returns `{}` for an unconditional model, else the conditioner's state (`ClassConditioner`: the class
+        embedding `"condition"` `[B, 1, hidden]`; `LowResEncoder`: the encoder's output `"memory"` `[B, h * w,
+        hidden]`) and, with cross-attention, `"cross"`: each decoder block's cross-attention keys and values of the
+        memory (computed here once, read by every step).
         """
         self.condition.check(condition)
-        if condition is None:
+        if self.conditioner is None:
             return {}
-        return {"condition": self.class_embedding(condition)[:, None, :]}  # [B, 1, hidden]
+        state = self.conditioner(condition, training=training)
+        if self.conditioner.cross_attention:
+            state["cross"] = [block.cross_attention.memory_keys_values(state["memory"])
+                              for block in self.decoder_blocks]
+        return state
 
     def _add_condition(self, x, conditioning, position=None):
         """The decoder input `x` `[B, length, hidden]` (positions `0..length-1`, or the one `position` of a
-        step) plus what the conditioning adds to it: the class embedding."""
-        del position  # the same at every position
-        if "condition" in conditioning:
-            x = x + tf.cast(conditioning["condition"], x.dtype)
-        return x
+        step) plus what the conditioner adds to it there."""
+        if self.conditioner is None:
+            return x
+        if position is None:
+            rows, cols = self._rows[: x.shape[1]], self._cols[: x.shape[1]]
+        else:
+            rows, cols = tf.gather(self._rows, [position]), tf.gather(self._cols, [position])
+        return self.conditioner.add_to_inputs(x, conditioning, rows, cols)
 
     def _cross(self, conditioning):
         """Per decoder block, the keys and values it cross-attends to (None without cross-attention)."""
@@ -405,6 +420,34 @@ class ImageTransformer(AutoregressiveImageModel):
             state["stem"] = self.conv_stem.init_cache(batch_size, self.compute_dtype)
         return state
 
+    def load_own_variables(self, store):
+        """Loads the model's own variables (none) and lets files written before the condition went through
+        `conditioner` load as they are.
+
+        Such files (class-conditional and super-resolution models saved before 2026-12-06) hold the conditioner's
+        layers among the model's own: `class_embedding/...`, `encoder_blocks/...`, `encoder_norm/...` and
+        `layers/low_res_embedding/...` (Keras saves a layer under the first attribute name that reaches it, and
+        `Model.layers` sorts before `low_res_embedding`), where they are now `conditioner/<name>/...`. Keras loads
+        this model's own variables before its layers', from the same store; the conditioner's paths are then looked
+        up where such a file has them.
+        """
+        super().load_own_variables(store)
+        if self.conditioner is None or not hasattr(store, "has_path") or store.has_path(_CONDITIONER):
+            return
+        legacy = {name: path for name in _LEGACY_CONDITIONER_LAYERS for path in (name, f"layers/{name}")
+                  if store.has_path(path)}
+        if not legacy:
+            return
+        get, prefix = store.get, _CONDITIONER + "/"
+
+        def legacy_get(path):
+            if path.startswith(prefix):
+                name, _, rest = path[len(prefix):].partition("/")
+                path = "/".join(filter(None, (legacy.get(name, name), rest)))
+            return get(path)
+
+        store.get = legacy_get
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -417,4 +460,6 @@ class ImageTransformer(AutoregressiveImageModel):
             value_embedding=self.value_embedding, start=self.start, conv_stem_layers=self.conv_stem_layers,
             conv_stem_kernel=self.conv_stem_kernel, norm=self.norm, max_log_scale=self.max_log_scale,
         )
+        if self.conditioner is not None and self.num_classes is None:
+            config["conditioner"] = keras.saving.serialize_keras_object(self.conditioner)
         return config

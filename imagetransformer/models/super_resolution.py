@@ -1,4 +1,4 @@
-"""Super-resolution: the Image Transformer decoder conditioned on a low-resolution image through an encoder.
+"""Super-resolution: the Image Transformer decoder composed with a low-resolution encoder (`LowResEncoder`).
 
 ```
 low_res [B, h, w, C] uint8                       (h, w = H / scale, W / scale)
@@ -23,18 +23,24 @@ Training pairs come from full-resolution images alone: `imagetransformer.data.re
 rounded) makes the low-resolution input; `--task=super_resolution` does this in the input pipeline.
 """
 
-import keras
-import tensorflow as tf
+import inspect
 
-from imagetransformer import conditioning
-from imagetransformer.data import resize
-from imagetransformer.layers import EncoderBlock, LowResEmbedding
+import keras
+
+from imagetransformer.layers import LowResEncoder
 from imagetransformer.models.image_transformer import ImageTransformer
+
+# The decoder's defaults, which the encoder shares (width, heads, feed-forward size, dropout, depth).
+_DECODER_DEFAULTS = {name: parameter.default
+                     for name, parameter in inspect.signature(ImageTransformer.__init__).parameters.items()
+                     if parameter.default is not inspect.Parameter.empty}
 
 
 @keras.saving.register_keras_serializable(package="imagetransformer")
 class SuperResolutionTransformer(ImageTransformer):
-    """Encoder-decoder Image Transformer of `p(image | its low-resolution version)`.
+    """Encoder-decoder Image Transformer of `p(image | its low-resolution version)`: the `ImageTransformer`
+    decoder composed with a `LowResEncoder` conditioner (`ImageTransformer(conditioner=LowResEncoder(...))`), built
+    from the decoder's arguments and `scale`.
 
     Inputs are `{"images": uint8 [B, H, W, C], "low_res": uint8 [B, H/scale, W/scale, C]}`; `log_prob(images,
     low_res=...)`, `it.super_resolve(model, low_res)` and `it.complete(model, images, known_rows, low_res=...)`
@@ -46,7 +52,7 @@ class SuperResolutionTransformer(ImageTransformer):
         encoder_layers: encoder blocks (default: `num_layers`). The encoder has the decoder's width, heads,
             feed-forward size and dropout.
         **kwargs: the `ImageTransformer` arguments of the decoder (`attention`, `num_layers`, `hidden_size`, ...;
-            not `num_classes`) and `keras.Model`'s.
+            not `num_classes` or `conditioner`) and `keras.Model`'s.
 
     Example:
     >>> model = SuperResolutionTransformer(image_shape=(8, 8, 1), scale=4, attention="local_1d", num_layers=1,
@@ -57,67 +63,38 @@ class SuperResolutionTransformer(ImageTransformer):
     TensorShape([2])
     """
 
-    cross_attention = True
-
     def __init__(self, image_shape=(32, 32, 3), scale=4, encoder_layers=None, **kwargs):
-        if kwargs.get("num_classes") is not None:
+        if kwargs.get("num_classes") is not None or kwargs.get("conditioner") is not None:
             raise ValueError("A SuperResolutionTransformer is conditioned on low-resolution images, not classes: "
                              "num_classes must be None (train with --conditional=none).")
         kwargs.pop("num_classes", None)
+        kwargs.pop("conditioner", None)
         image_shape = self._validate_image_shape(image_shape)
-        scale = resize.check_scale(image_shape, scale)
+        decoder = {**_DECODER_DEFAULTS, **kwargs}
         if encoder_layers is not None and (int(encoder_layers) != encoder_layers or encoder_layers < 1):
             raise ValueError(f"encoder_layers={encoder_layers!r} must be None (as many as num_layers) or an integer "
                              ">= 1.")
-        # Plain attributes that `_make_encoder` reads while `ImageTransformer.__init__` creates the layers.
-        self.scale = scale
-        self.low_res_shape = (image_shape[0] // scale, image_shape[1] // scale, image_shape[2])
-        self._encoder_layers = encoder_layers
-        super().__init__(image_shape=image_shape, **kwargs)
-        self.condition = conditioning.LowResImage(self.low_res_shape, scale)
+        encoder = LowResEncoder(
+            image_shape, scale, decoder["hidden_size"], decoder["num_heads"], decoder["filter_size"],
+            dropout=decoder["dropout"], num_layers=decoder["num_layers"] if encoder_layers is None else encoder_layers,
+            name="conditioner")
+        super().__init__(image_shape=image_shape, conditioner=encoder, **kwargs)
 
-    # --------------------------------------------------------------------------------------------------------------
-    # The encoder.
-    # --------------------------------------------------------------------------------------------------------------
-    def _make_encoder(self):
-        self.encoder_layers = self.num_layers if self._encoder_layers is None else int(self._encoder_layers)
-        self.low_res_embedding = LowResEmbedding(self.low_res_shape, self.hidden_size, scale=self.scale,
-                                                 name="low_res_embedding")
-        rows, cols, _ = self.order.pixel_coordinates()
-        # The low-resolution pixel (raster index into the memory) that each position, in generation order, lies in.
-        self._low_res_index = (rows // self.scale) * self.low_res_shape[1] + cols // self.scale  # [length]
-        self.encoder_blocks = [
-            EncoderBlock(self.num_heads, self.filter_size, self.dropout, name=f"encoder_block_{i}")
-            for i in range(self.encoder_layers)
-        ]
-        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
+    @property
+    def scale(self):
+        return self.conditioner.scale
 
-    def _build_encoder(self):
-        self.low_res_embedding.build((None, *self.low_res_shape))
-        memory_shape = (None, self.low_res_shape[0] * self.low_res_shape[1], self.hidden_size)
-        for block in self.encoder_blocks:
-            block.build(memory_shape)
-        self.encoder_norm.build(memory_shape)
+    @property
+    def low_res_shape(self):
+        return self.conditioner.low_res_shape
+
+    @property
+    def encoder_layers(self):
+        return self.conditioner.num_layers
 
     def encode(self, low_res, training=None):
         """Low-resolution images `[B, h, w, C]` -> the memory every decoder block attends to `[B, h * w, hidden]`."""
-        x = self.low_res_embedding(low_res)  # [B, h * w, hidden]
-        for block in self.encoder_blocks:
-            x = block(x, training=training)
-        return self.encoder_norm(x)
-
-    def conditioning(self, condition, training=None):
-        """The decoder state's conditioning, computed once per image: `"memory"`, `encode(low_res)` `[B, h * w,
-        hidden]`, and `"cross"`, every decoder block's cross-attention keys and values of it."""
-        self.condition.check(condition)
-        memory = self.encode(condition, training=training)
-        cross = [block.cross_attention.memory_keys_values(memory) for block in self.decoder_blocks]
-        return {"memory": memory, "cross": cross}
-
-    def _add_condition(self, x, conditioning, position=None):
-        """Adds to each position's input the memory of the low-resolution pixel it lies in."""
-        index = self._low_res_index[: x.shape[1]] if position is None else tf.gather(self._low_res_index, [position])
-        return x + tf.cast(tf.gather(conditioning["memory"], index, axis=1), x.dtype)  # [B, length or 1, hidden]
+        return self.conditioner.encode(low_res, training=training)
 
     @property
     def description(self):
@@ -128,6 +105,7 @@ class SuperResolutionTransformer(ImageTransformer):
 
     def get_config(self):
         config = super().get_config()
-        config.pop("num_classes")
+        for key in ("num_classes", "conditioner"):
+            config.pop(key, None)
         config.update(scale=self.scale, encoder_layers=self.encoder_layers)
         return config
