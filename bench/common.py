@@ -30,10 +30,7 @@ def paper_model_kwargs(config="cifar10_local_1d", **overrides):
     """`ImageTransformer` arguments of a named configuration (default: the paper's CIFAR-10 local 1D model)."""
     from imagetransformer.training import configs  # pylint: disable=import-outside-toplevel
 
-    _, model, _ = configs.split(configs.get_config(config))
-    model.pop("model")
-    for key in ("num_filters", "num_resnets", "num_scales", "scale", "encoder_layers"):  # other architectures'
-        model.pop(key)
+    model = configs.get_config(config).model.kwargs("generation")
     model["image_shape"] = (32, 32, 3)
     model.update(overrides)
     return model

@@ -15,7 +15,6 @@ from absl import app, flags
 import numpy as np
 
 import imagetransformer as it
-from imagetransformer import models
 from imagetransformer.data import resize
 from imagetransformer.training import configs
 
@@ -29,10 +28,9 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
 def main(argv):
     del argv
     image_shape = tuple(int(d) for d in FLAGS.image_shape)
-    _, model_kwargs, _ = configs.split(configs.get_config(FLAGS.config))
-    model_kwargs.pop("model")
-    sr = models.build("super_resolution_transformer", image_shape=image_shape, **model_kwargs)
-    plain = models.build("image_transformer", image_shape=image_shape, **model_kwargs)
+    model_config = configs.get_config(FLAGS.config).model
+    sr = model_config.build(image_shape, task="super_resolution")
+    plain = model_config.build(image_shape, task="generation")
     images = np.random.RandomState(0).randint(0, 256, (FLAGS.batch_size, *image_shape)).astype(np.uint8)
     low_res = resize.downsample(images, sr.scale)
     sr_s = common.median_time(lambda: it.super_resolve(sr, low_res, seed=0).numpy(), FLAGS.repeats)

@@ -67,10 +67,10 @@ class StepTimes(keras.callbacks.Callback):
 
 
 def time_config(name):
-    config = configs.get_config(name, batch_size=FLAGS.batch_size, mixed_precision=FLAGS.mixed_precision)
-    if FLAGS.jit_compile != "config":
-        config["jit_compile"] = FLAGS.jit_compile == "true"
-    image_shape = IMAGE_SHAPES[config["dataset"]]
+    jit_compile = None if FLAGS.jit_compile == "config" else FLAGS.jit_compile == "true"
+    config = configs.get_config(name, batch_size=FLAGS.batch_size, mixed_precision=FLAGS.mixed_precision,
+                                jit_compile=jit_compile)
+    image_shape = IMAGE_SHAPES[config.data.dataset]
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     try:
@@ -86,7 +86,7 @@ def time_config(name):
     step_s = statistics.median(timer.times[2:])
     achieved = 3 * forward * FLAGS.batch_size / step_s
     return {
-        "config": name, "attention": config["attention"], "image_shape": list(image_shape),
+        "config": name, "attention": config.model.image_transformer.attention, "image_shape": list(image_shape),
         "parameters": model.count_params(), "batch_size": FLAGS.batch_size,
         "jit_compile": bool(model.jit_compile), "mixed_precision": FLAGS.mixed_precision,
         "step_s": round(step_s, 4), "images_per_s": round(FLAGS.batch_size / step_s, 3),

@@ -1,8 +1,6 @@
 """`python -m imagetransformer.complete`: PNG grids of completions and samples, and one-line errors."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from imagetransformer.training import checkpoints
 from imagetransformer.programs import complete as complete_cli
 from imagetransformer import data as data_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_fashion_mnist = pytest.mark.skipif(
     not os.path.exists(os.path.join(data_lib.DEBIAN_FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz")),
     reason="Debian package dataset-fashion-mnist is not installed")
@@ -56,11 +53,9 @@ def test_unconditional_grid(model_dir, tmp_path):
     (["--temperature=0"], "--temperature=0.0 must be a finite number > 0"),
     (["--output=grid.jpg"], "--output=grid.jpg must name a .png file"),
 ])
-def test_bad_flags_give_one_line(model_dir, tmp_path, flags, expected):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-m", "imagetransformer.complete", f"--model_dir={model_dir}", *flags],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+def test_bad_flags_give_one_line(model_dir, tmp_path, flags, expected, run_program):
+    # In this process (one-line errors of real processes: test_train.py's process test).
+    result = run_program("complete", f"--model_dir={model_dir}", *flags, cwd=tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr

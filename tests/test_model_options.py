@@ -162,17 +162,17 @@ def test_max_log_scale_bounds_the_dmol_scales_only_when_set():
 
 def test_cosine_decay_warms_up_to_the_peak_and_ends_at_zero():
     config = configs.get_config("tiny", learning_rate=1e-3, warmup_steps=10, train_steps=110, lr_decay="cosine")
-    schedule = trainer.learning_rate_schedule(trainer.check_config(config))
+    schedule = trainer.learning_rate_schedule(config.train)
     assert float(schedule(5)) == pytest.approx(5e-4)
     assert float(schedule(10)) == pytest.approx(1e-3)
     assert float(schedule(110)) == pytest.approx(0.0, abs=1e-9)
-    rsqrt = trainer.learning_rate_schedule(trainer.check_config(dict(config, lr_decay="rsqrt")))
+    rsqrt = trainer.learning_rate_schedule(config.replace(lr_decay="rsqrt").train)
     assert float(rsqrt(109)) > 1e-4
 
 
 def test_default_configuration_validates_on_held_out_training_images_not_the_test_split():
-    config = configs.get_config()
-    assert config["val_split"] != "test" and config["val_split"].startswith("train[")
-    assert config["train_split"].startswith("train[")
+    data = configs.get_config().data
+    assert data.val_split != "test" and data.val_split.startswith("train[")
+    assert data.train_split.startswith("train[")
     # The two slices are complementary: 95% / 5% of the train split.
-    assert (config["train_split"], config["val_split"]) == ("train[:95%]", "train[95%:]")
+    assert (data.train_split, data.val_split) == ("train[:95%]", "train[95%:]")

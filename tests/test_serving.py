@@ -647,8 +647,6 @@ def test_reference_server_under_load_and_abuse(export_dir, model, image_file, tm
     answered while predictions queue; REST connections beyond the limit are refused without a thread; the
     server's threads stay within their bound. The peak RSS is printed (docs/robustness.md records it)."""
     import socket  # pylint: disable=import-outside-toplevel
-
-    import grpc  # pylint: disable=import-outside-toplevel
     from concurrent import futures  # pylint: disable=import-outside-toplevel
 
     path, pixels = image_file

@@ -96,37 +96,56 @@ class CountSteps(keras.callbacks.Callback):
     ("cifar10_local_1d", (32, 32, 3)), ("cifar10_local_2d", (32, 32, 3)),
 ])
 def test_named_configs_build_valid_models(name, image_shape):
-    config = trainer.check_config(configs.get_config(name))
-    _, model_kwargs, _ = configs.split(config)
+    config = configs.get_config(name)
     attentions = ["local_1d", "local_2d", "global"] if name in ("fashion_mnist_small", "tiny") else [None]
     for attention in attentions:  # the small configs work with every attention
-        kwargs = dict(model_kwargs, **({"attention": attention} if attention else {}))
+        overrides = {"attention": attention} if attention else {}
         if attention == "local_2d":
-            kwargs["conv_stem_layers"] = 0  # the stem needs raster order
-        model = models.build(image_shape=image_shape, **kwargs)  # the paper-sized ones too (4M weights, ~1 s)
-        assert models.name_of(model) == kwargs["model"]
+            overrides["conv_stem_layers"] = 0  # the stem needs raster order
+        model = config.replace(**overrides).model.build(image_shape)  # the paper-sized ones too (4M weights, ~1 s)
+        assert models.name_of(model) == config.model.architecture
         assert models.config_of(model)["image_shape"] == list(image_shape)
-    assert configs.get_config("cifar10_local_2d")["attention"] == "local_2d"
-    assert configs.get_config("cifar10_local_1d")["dataset"] == "cifar10"
+        assert models.config_of(model)["attention"] == (attention or config.model.image_transformer.attention)
+    assert configs.get_config("cifar10_local_2d").model.image_transformer.attention == "local_2d"
+    assert configs.get_config("cifar10_local_1d").data.dataset == "cifar10"
 
 
 def test_config_lookup_and_overrides():
-    config = configs.get_config("tiny", num_layers=3, dataset=None)
-    assert config["num_layers"] == 3 and config["dataset"] == "fashion_mnist"
-    assert configs.get_config("tiny")["num_layers"] == 1  # copies: the named config is unchanged
+    config = configs.get_config("tiny", num_layers=3, dataset=None, query_shape=["2", "4"], model=None)
+    assert config.model.image_transformer.num_layers == 3 and config.data.dataset == "fashion_mnist"
+    assert config.model.image_transformer.query_shape == (2, 4)  # a list flag's strings become the typed pair
+    assert configs.get_config("tiny").model.image_transformer.num_layers == 1  # the named config is unchanged
     with pytest.raises(ValueError, match="--config='nope'.*fashion_mnist_small"):
         configs.get_config("nope")
     with pytest.raises(ValueError, match="nope"):
         configs.get_config("tiny", nope=1)
+    # A model flag goes to the architecture --model chooses; one it does not take is refused.
+    pixelcnn = configs.get_config("tiny", model="pixelcnnpp", dropout=0.25, num_filters=6)
+    assert pixelcnn.model.pixelcnnpp.dropout == 0.25 and pixelcnn.model.pixelcnnpp.num_filters == 6
+    assert pixelcnn.model.image_transformer.dropout == 0.0
+    assert pixelcnn.model.kwargs("generation")["dropout"] == 0.25
+    with pytest.raises(ValueError, match="--hidden_size is an argument of image_transformer, not of --model=pixelcnnpp"):
+        configs.get_config("fashion_mnist_pixelcnnpp", hidden_size=8)
+    # Values are checked when the configuration is made, naming the flag.
+    for overrides, message in ((dict(lr_decay="linear"), "--lr_decay='linear' is not supported"),
+                               (dict(train_steps=3, steps_per_execution=2), "--train_steps=3 must be a multiple"),
+                               (dict(task="super_resolution", conditional="class"), "it takes --conditional=none"),
+                               (dict(query_shape=["2"]), "--query_shape=2 must be 2 comma-separated integers")):
+        with pytest.raises(ValueError, match=message):
+            configs.get_config("tiny", **overrides)
+    # config.json's sections, from the configuration.
+    data, train = configs.get_config("tiny").sections(image_shape=[28, 28, 1])
+    assert data["dataset"] == "fashion_mnist" and data["image_shape"] == [28, 28, 1] and train["train_steps"] == 4
+    assert configs.get_config("tiny").flags()["hidden_size"] == 16
 
 
 def test_flags_override_the_named_config(parsed):
     importlib.import_module("imagetransformer.programs.export")  # --jit_compile with its own default: not the config's
     parsed("--config=tiny", "--num_layers=3", "--query_shape=2,4", "--jit_compile", "--learning_rate=0.5")
-    config = trainer.check_config(train_program.config_from_flags())
-    assert config["num_layers"] == 3 and config["query_shape"] == (2, 4)
-    assert config["jit_compile"] is True and config["learning_rate"] == 0.5
-    assert config["hidden_size"] == configs.TINY["hidden_size"]
+    config = train_program.config_from_flags()
+    assert config.model.image_transformer.num_layers == 3 and config.model.image_transformer.query_shape == (2, 4)
+    assert config.train.jit_compile is True and config.train.learning_rate == 0.5
+    assert config.model.image_transformer.hidden_size == configs.TINY.model.image_transformer.hidden_size
     parsed()
     assert train_program.config_from_flags() == configs.FASHION_MNIST_SMALL
 
@@ -263,7 +282,7 @@ def test_resume_after_kill_continues_from_the_backup(tmp_path):
 
     # A larger --train_steps trains on from model.weights.h5, optimizer state included.
     counter = CountSteps()
-    more = trainer.train(dict(config, train_steps=9), model_dir, verbose=0, callbacks=[counter])
+    more = trainer.train(config.replace(train_steps=9), model_dir, verbose=0, callbacks=[counter])
     assert (more.initial_step, more.final_step, counter.steps) == (7, 9, 2)
     assert checkpoints.load_config(model_dir)["train"]["train_steps"] == 9
 
@@ -501,7 +520,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     config = configs.get_config("tiny", train_steps=3, steps_per_epoch=3, batch_size=4, val_examples=6)
     result = trainer.train(config, model_dir, strategy="mirrored", verbose=0)
     variable = result.model.trainable_variables[0].value
-    resumed = trainer.train(dict(config, train_steps=5), model_dir, strategy="mirrored", verbose=0)
+    resumed = trainer.train(config.replace(train_steps=5), model_dir, strategy="mirrored", verbose=0)
     print("RESULT", json.dumps({
         "resumed": [resumed.initial_step, resumed.final_step],
         "replicas": json.load(open(os.path.join(model_dir, "config.json")))["train"]["replicas"],

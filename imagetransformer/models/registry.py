@@ -1,17 +1,15 @@
-"""The model architectures behind `--model`, built from a configuration's model section.
+"""The model classes by name: what a model directory's `config.json` (`"model": NAME`) and `--model` name.
 
 ```python
 from imagetransformer import models
 model = models.build("pixelcnnpp", image_shape=(28, 28, 1), num_filters=14, num_resnets=2)
 models.config_of(model)  # {"model": "pixelcnnpp", "image_shape": [28, 28, 1], "num_filters": 14, ...}
+models.build(**models.config_of(model))  # the same architecture again
 ```
-A configuration (`imagetransformer.training.configs`) holds the arguments of every architecture; `build` passes each
-class only the arguments its constructor takes, so one flat set of flags serves all of them.
+Training configurations (`imagetransformer.training.configs.ModelConfig`) build their model themselves, each
+architecture from its own typed section.
 """
 
-import inspect
-
-from imagetransformer.models.base import AutoregressiveImageModel
 from imagetransformer.models.image_transformer import ImageTransformer
 from imagetransformer.models.pixelcnnpp import PixelCNNPlusPlus
 from imagetransformer.models.super_resolution import SuperResolutionTransformer
@@ -22,27 +20,16 @@ MODELS = {"image_transformer": ImageTransformer, "pixelcnnpp": PixelCNNPlusPlus,
 DEFAULT_MODEL = "image_transformer"
 
 
-def _arguments(cls):
-    """The named constructor arguments of `cls` and of the model classes it forwards `**kwargs` to."""
-    names = []
-    for base in cls.__mro__:
-        if issubclass(base, AutoregressiveImageModel) and "__init__" in vars(base):
-            parameters = inspect.signature(base.__init__).parameters.values()
-            names += [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
-    return list(dict.fromkeys(names))
-
-
 def build(model=DEFAULT_MODEL, **kwargs):
-    """The `model` architecture (`MODELS`) built from the arguments in `kwargs` that its constructor takes.
+    """The `model` architecture (`MODELS`) built from its constructor arguments `kwargs`.
 
     Raises:
-        ValueError: unknown architecture, or invalid arguments (named as in the configuration).
+        ValueError: unknown architecture, or invalid arguments.
+        TypeError: an argument the architecture does not take.
     """
     if model not in MODELS:
         raise ValueError(f"model={model!r} is not a known architecture; choose one of {', '.join(MODELS)}.")
-    cls = MODELS[model]
-    names = _arguments(cls)
-    return cls(**{key: value for key, value in kwargs.items() if key in names})
+    return MODELS[model](**kwargs)
 
 
 def name_of(model):

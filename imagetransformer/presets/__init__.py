@@ -95,6 +95,8 @@ def _card(name, metadata, config, commands, notes, caption):
     rows = "\n".join(f"| {key} | {metadata[key]} |" for key in METADATA_KEYS
                      if metadata.get(key) is not None and key != "description")
     train = config.get("train", {})
+    # The splits are in the data section (in the train section of model directories written before 2026-12-06).
+    splits = {**train, **config.get("data", {})}
     model_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(model.items()))
     train_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(train.items()))
     command_block = "\n".join(commands)
@@ -117,7 +119,7 @@ model = it.from_preset("{name}")
 
 ## Data
 
-{metadata['dataset']}: trained on `{train.get('train_split', 'train')}`, validated on `{train.get('val_split')}` (held-out
+{metadata['dataset']}: trained on `{splits.get('train_split', 'train')}`, validated on `{splits.get('val_split')}` (held-out
 training images); the bits/dim above are over the whole test split, which no choice was made on. License of the
 data: {metadata['data_license']}.
 

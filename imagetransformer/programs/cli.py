@@ -20,7 +20,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from imagetransformer import models, presets
+from imagetransformer import presets
 
 from imagetransformer.training import configs, distribute
 from imagetransformer.layers.embedding import STARTS, VALUE_EMBEDDINGS
@@ -48,7 +48,7 @@ def _define(kind, name, default, *args, **kwargs):
 
 
 def _default(key):
-    value = configs.CONFIGS[configs.DEFAULT_CONFIG][key]
+    value = configs.CONFIGS[configs.DEFAULT_CONFIG].flags()[key]
     if isinstance(value, tuple):
         value = ",".join(map(str, value))
     return f"(default: from --config; {value} in {configs.DEFAULT_CONFIG})"
@@ -99,7 +99,7 @@ def define_train_flags():
             "super_resolution: encoder blocks over the low-resolution image (default: as many as --num_layers).",
             lower_bound=1)
     # Model.
-    _define("enum", "model", None, list(models.MODELS),
+    _define("enum", "model", None, list(configs.ARCHITECTURES),
             "Architecture: image_transformer (the --attention flags below) or pixelcnnpp (PixelCNN++, the "
             f"convolutional baseline: --num_filters, --num_resnets, --num_scales) {_default('model')}")
     _define("integer", "num_filters", None, f"pixelcnnpp: channels of both streams {_default('num_filters')}",

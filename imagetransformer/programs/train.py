@@ -24,7 +24,7 @@ flags.adopt_module_key_flags(cli)  # --help lists them
 
 
 def config_from_flags():
-    """The flat configuration of `--config` with every flag given on the command line applied.
+    """The configuration (`configs.Config`) of `--config` with every flag given on the command line applied.
 
     Only flags given (`present`) override it: another program imported into the same process may define a flag of
     the same name with its own default (`--seed`, `--jit_compile`), which must not stand in for the config's value.

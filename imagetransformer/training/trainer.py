@@ -19,7 +19,7 @@ different model configuration, before anything in it is written.
 
 ```python
 from imagetransformer.training import configs, trainer
-result = trainer.train(configs.get_config("fashion_mnist_small", train_steps=300), "runs/demo")
+result = trainer.train(configs.get_config("fashion_mnist_small", train_steps=300), "runs/demo")  # a Config
 ```
 """
 
@@ -31,7 +31,6 @@ from typing import Optional
 
 from absl import logging
 import keras
-import numpy as np
 
 from imagetransformer import data as data_lib
 from imagetransformer import models
@@ -74,67 +73,7 @@ class TrainResult:
 
 
 
-def check_config(config):
-    """A validated copy of a flat configuration (`imagetransformer.training.configs`): pairs as int tuples, ranges checked.
-
-    The model's own arguments are checked by the model class (which knows the image shape); this checks the
-    rest. Raises ValueError naming the flag.
-    """
-    missing = [key for key in configs.KEYS if key not in config]
-    if missing:
-        raise ValueError(f"Configuration lacks {missing}.")
-    config = dict(config)
-    if config["image_shape"] is not None:
-        config["image_shape"] = configs.parse_ints(config["image_shape"], 3, "image_shape")
-    for key in ("query_shape", "memory_flange", "conv_stem_kernel"):
-        config[key] = configs.parse_ints(config[key], 2, key)
-    if config["max_log_scale"] is not None and math.isinf(float(config["max_log_scale"])):
-        config["max_log_scale"] = None  # --max_log_scale=inf: no upper clip
-    if config["lr_decay"] not in configs.LR_DECAYS:
-        raise ValueError(f"--lr_decay={config['lr_decay']!r} is not supported; choose one of "
-                         f"{', '.join(configs.LR_DECAYS)}.")
-    for key, minimum in (("train_steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("steps_per_epoch", 1),
-                         ("save_every", 1), ("val_examples", 0), ("steps_per_execution", 1),
-                         ("shuffle_buffer", 1), ("seed", None)):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
-                minimum is not None and value < minimum):
-            raise ValueError(f"--{key}={value!r} must be an integer" + (f" >= {minimum}." if minimum is not None
-                                                                         else "."))
-        config[key] = int(value)
-    execution = config["steps_per_execution"]
-    for key in ("train_steps", "steps_per_epoch", "save_every"):
-        if config[key] % execution:
-            raise ValueError(f"--{key}={config[key]} must be a multiple of --steps_per_execution={execution} "
-                             "(training stops, saves and validates only between executions).")
-    if not float(config["learning_rate"]) > 0:
-        raise ValueError(f"--learning_rate={config['learning_rate']!r} must be positive.")
-    if not float(config["clipnorm"] or 0) >= 0:
-        raise ValueError(f"--clipnorm={config['clipnorm']!r} must be >= 0 (0 disables clipping).")
-    if config["mixed_precision"] not in configs.MIXED_PRECISION:
-        raise ValueError(f"--mixed_precision={config['mixed_precision']!r} is not supported; choose one of "
-                         f"{', '.join(configs.MIXED_PRECISION)}.")
-    if config["conditional"] not in configs.CONDITIONAL:
-        raise ValueError(f"--conditional={config['conditional']!r} is not supported; choose one of "
-                         f"{', '.join(configs.CONDITIONAL)}.")
-    if config["task"] not in configs.TASKS:
-        raise ValueError(f"--task={config['task']!r} is not supported; choose one of {', '.join(configs.TASKS)}.")
-    if config["task"] == "super_resolution" and config["model"] != "image_transformer":
-        raise ValueError(f"--task=super_resolution needs --model=image_transformer (the encoder-decoder Image "
-                         f"Transformer); --model={config['model']} has no super-resolution variant.")
-    if config["task"] == "super_resolution" and config["conditional"] != "none":
-        raise ValueError("--task=super_resolution is conditioned on the low-resolution image; it takes "
-                         f"--conditional=none, not --conditional={config['conditional']}.")
-    if config["conditional"] == "class" and config["model"] != "image_transformer":
-        raise ValueError(f"--conditional=class needs --model=image_transformer (--model={config['model']} has no "
-                         "class conditioning).")
-    if not config["dataset"]:
-        raise ValueError("--dataset must name a tensorflow-datasets image dataset, e.g. fashion_mnist or cifar10.")
-    return config
-
-
-
-_MODEL_ARG = re.compile(r"(?<![-\w])(" + "|".join(configs.MODEL_KEYS + ("image_shape",)) + r")=")
+_MODEL_ARG = re.compile(r"(?<![-\w])(" + "|".join(configs.MODEL_KEYS + ("image_shape", "num_classes")) + r")=")
 
 
 def _flag_message(error):
@@ -150,35 +89,28 @@ def _load(dataset, split, flag, data_dir, image_shape, **kwargs):
         raise type(e)(f"--dataset={dataset} {flag}={split}: {e}") from e
 
 
-def learning_rate_schedule(config):
-    """The learning rate of `config`: linear warm-up to `learning_rate`, then `lr_decay`."""
-    if config["lr_decay"] == "cosine":
-        warmup = config["warmup_steps"]
+def learning_rate_schedule(train):
+    """The learning rate of a `TrainConfig`: linear warm-up to `learning_rate`, then `lr_decay`."""
+    if train.lr_decay == "cosine":
         return keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(config["train_steps"] - warmup, 1), warmup_target=float(config["learning_rate"]),
-            warmup_steps=warmup)
-    return WarmupRsqrtDecay(config["learning_rate"], config["warmup_steps"])
+            0.0, decay_steps=max(train.train_steps - train.warmup_steps, 1), warmup_target=float(train.learning_rate),
+            warmup_steps=train.warmup_steps)
+    return WarmupRsqrtDecay(train.learning_rate, train.warmup_steps)
 
 
 def build_model(config, image_shape, strategy, num_classes=None):
-    """The compiled model of `config` (`--model`) with its optimizer built, under `strategy.scope()`; class-
-    conditional with `num_classes`."""
-    _, model_kwargs, _ = configs.split(config)
-    if num_classes is not None:
-        model_kwargs["num_classes"] = num_classes
-    if config["task"] == "super_resolution":
-        model_kwargs["model"] = "super_resolution_transformer"
+    """The compiled model of a `Config` (its `--model` and `--task`) with its optimizer built, under
+    `strategy.scope()`; class-conditional with `num_classes`."""
+    train = config.train
     with strategy.scope():
         try:
-            model = models.build(image_shape=image_shape, **model_kwargs)
+            model = config.model.build(image_shape, config.data.task, num_classes)
         except ValueError as e:
             raise ValueError(_flag_message(e)) from e
-        schedule = learning_rate_schedule(config)
-        optimizer = keras.optimizers.Adam(schedule, clipnorm=float(config["clipnorm"] or 0) or None)
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(train), clipnorm=float(train.clipnorm or 0) or None)
         # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer.
-        model.compile(optimizer=optimizer,
-                      jit_compile="auto" if config["jit_compile"] is None else bool(config["jit_compile"]),
-                      steps_per_execution=config["steps_per_execution"])
+        model.compile(optimizer=optimizer, jit_compile="auto" if train.jit_compile is None else bool(train.jit_compile),
+                      steps_per_execution=train.steps_per_execution)
         model.optimizer.build(model.trainable_variables)
     return model
 
@@ -189,7 +121,7 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
     imagetransformer.train` does.
 
     Args:
-        config: flat configuration (`imagetransformer.training.configs.get_config(...)`).
+        config: a `imagetransformer.training.configs.Config` (`configs.get_config(...)`).
         model_dir: model directory (created if needed).
         strategy: `--strategy` name (`imagetransformer.training.distribute.get_strategy`).
         tpu: `--tpu`, with `strategy="tpu"`.
@@ -208,10 +140,12 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
             anything in `model_dir` is written.
         FloatingPointError: the loss became NaN (`model.weights.h5` keeps the last finite weights).
     """
-    config = check_config(config)
+    if not isinstance(config, configs.Config):
+        raise TypeError(f"config must be an imagetransformer.training.configs.Config (configs.get_config(...)), got "
+                        f"{type(config).__name__}.")
     if not model_dir:
         raise ValueError("--model_dir is required: the directory to write the model into (e.g. runs/demo).")
-    batch_size = config["batch_size"]
+    batch_size = config.train.batch_size
     strategy_obj = distribute.get_strategy(strategy, tpu)
     replicas = strategy_obj.num_replicas_in_sync
     if not distribute.is_chief(strategy_obj):
@@ -230,32 +164,33 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
 
 def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images):
     """`train` in a model directory held by this run."""
-    train_steps, batch_size = config["train_steps"], config["batch_size"]
+    data, train = config.data, config.train
+    train_steps, batch_size = train.train_steps, train.batch_size
     replicas = strategy_obj.num_replicas_in_sync
 
-    with_labels = config["conditional"] == "class"
-    train_data = _load(config["dataset"], config["train_split"], "--train_split", config["data_dir"],
-                       config["image_shape"], shuffle_files=True, with_labels=with_labels)
+    with_labels = data.conditional == "class"
+    train_data = _load(data.dataset, data.train_split, "--train_split", data.data_dir, data.image_shape,
+                       shuffle_files=True, with_labels=with_labels)
     num_classes = None
     if with_labels:
         num_classes = train_data.num_classes
         if not num_classes:
-            raise ValueError(f"--conditional=class: --dataset={config['dataset']} has no class labels; use "
+            raise ValueError(f"--conditional=class: --dataset={data.dataset} has no class labels; use "
                              "--conditional=none.")
     val_data = None
-    if config["val_examples"]:
-        val_data = _load(config["dataset"], config["val_split"], "--val_split", config["data_dir"],
-                         train_data.image_shape, with_labels=with_labels)
+    if data.val_examples:
+        val_data = _load(data.dataset, data.val_split, "--val_split", data.data_dir, train_data.image_shape,
+                         with_labels=with_labels)
 
-    keras.utils.set_random_seed(config["seed"])
+    keras.utils.set_random_seed(train.seed)
     previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config["mixed_precision"])
+    keras.mixed_precision.set_global_policy(train.mixed_precision)
     try:
         model = build_model(config, train_data.image_shape, strategy_obj, num_classes)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     model_kwargs = models.config_of(model)
-    stored = checkpoints.check_model_dir(model_dir, model_kwargs, config["mixed_precision"])
+    stored = checkpoints.check_model_dir(model_dir, model_kwargs, train.mixed_precision)
     restored_from = checkpoints.restore(model, model_dir) if stored is not None else None
     initial_step = optimizer_step(model)
     if restored_from:
@@ -266,34 +201,33 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
               "nothing to do (raise --train_steps to train on).", flush=True)
         return TrainResult(model, None, initial_step, initial_step, None, model_dir)
 
-    data_section, _, train_section = configs.split(config)
-    data_section["image_shape"] = list(train_data.image_shape)
+    data_section, train_section = config.sections(image_shape=list(train_data.image_shape))
     train_section.update(strategy=strategy, replicas=replicas)
     checkpoints.save_config(model_dir, model_kwargs, data=checkpoints.normalized(data_section),
                             train=checkpoints.normalized(train_section))
 
     train_ds = data_lib.make_pipeline(train_data.dataset, batch_size, training=True, cache=not train_data.in_memory,
-                                      shuffle_buffer=config["shuffle_buffer"], with_labels=with_labels,
-                                      seed=config["seed"] + initial_step)  # a resumed run sees new orders
+                                      shuffle_buffer=data.shuffle_buffer, with_labels=with_labels,
+                                      seed=train.seed + initial_step)  # a resumed run sees new orders
     val_ds = None
     if val_data is not None:
-        val_ds = data_lib.make_pipeline(val_data.dataset.take(config["val_examples"]), batch_size, training=False,
+        val_ds = data_lib.make_pipeline(val_data.dataset.take(data.val_examples), batch_size, training=False,
                                         with_labels=with_labels)
     if with_labels:  # {"images", "labels"} dicts: the model's inputs, no targets
         train_ds = data_lib.as_model_inputs(train_ds)
         val_ds = None if val_ds is None else data_lib.as_model_inputs(val_ds)
-    if config["task"] == "super_resolution":  # {"images", "low_res"} dicts
+    if data.task == "super_resolution":  # {"images", "low_res"} dicts
         train_ds = data_lib.with_low_res(train_ds, model.scale)
         val_ds = None if val_ds is None else data_lib.with_low_res(val_ds, model.scale)
 
-    steps_per_epoch = config["steps_per_epoch"]
+    steps_per_epoch = train.steps_per_epoch
     # Epoch e covers steps [e * steps_per_epoch, (e + 1) * steps_per_epoch) of an uninterrupted run; a run resumed
     # in the middle of an epoch restarts that epoch, and StopAtStep ends training at exactly train_steps.
     epochs = math.ceil(train_steps / steps_per_epoch)
     initial_epoch = initial_step // steps_per_epoch
     timer = StepTimer()
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, checkpoints.BACKUP_DIR), save_freq=config["save_every"],
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, checkpoints.BACKUP_DIR), save_freq=train.save_every,
                                          double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         StopAtStep(train_steps),
@@ -304,7 +238,7 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
         *completion_images(val_data, summary_images, model_dir, with_labels),
         *callbacks,
     ]
-    print(f"Training {model.count_params():,} parameters ({model.description}) on {config['dataset']} "
+    print(f"Training {model.count_params():,} parameters ({model.description}) on {data.dataset} "
           f"{'x'.join(map(str, train_data.image_shape))}: steps {initial_step}..{train_steps}, batch {batch_size} "
           f"on {replicas} replica(s), epochs of {steps_per_epoch} steps; model_dir {model_dir}.", flush=True)
     history = model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
