@@ -193,9 +193,15 @@ def test_fashion_mnist_training_lowers_bits_per_dim(tmp_path, capsys, parsed):
     model_dir = str(tmp_path / "run")
     config = tiny(train_steps=60, steps_per_epoch=30, save_every=30, learning_rate=1e-2, warmup_steps=10,
                   batch_size=8, val_examples=0)
-    result = trainer.train(config, model_dir, verbose=0)
+    capsys.readouterr()
+    result = trainer.train(config, model_dir, verbose=2, progress_every_s=0)
     assert result.final_step == 60 and result.steps_per_second > 0
     assert os.listdir(os.path.join(model_dir, "logs")) == ["train"]  # no validation with val_examples=0
+    # verbose=2 prints progress lines inside the epochs too (here after every step but the first).
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert len(progress) == 59, progress[:3]
+    assert re.fullmatch(r"step 60/60 \(100%\): loss [\d.]+, bits_per_dim [\d.]+; [\d.]+ steps/s, 0 s left",
+                        progress[-1]), progress[-1]
 
     untrained = evaluator.evaluate(model_dir, split="test", eval_examples=100, batch_size=32,
                                   model=checkpoints.build_model(model_dir))

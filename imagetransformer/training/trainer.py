@@ -37,6 +37,7 @@ from imagetransformer import models
 from imagetransformer.models.base import AutoregressiveImageModel
 from imagetransformer.training import checkpoints, configs, distribute
 from imagetransformer.training.callbacks import (
+    ProgressLines,
     SaveWeights,
     StepTimer,
     StopAfterMinutes,
@@ -116,7 +117,7 @@ def build_model(config, image_shape, strategy, num_classes=None):
 
 
 def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbacks=(), train_minutes=None,
-          summary_images=0):
+          summary_images=0, progress_every_s=60.0):
     """Trains (or resumes training) the model of `config` into `model_dir`: what `python -m
     imagetransformer.train` does.
 
@@ -125,7 +126,8 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         model_dir: model directory (created if needed).
         strategy: `--strategy` name (`imagetransformer.training.distribute.get_strategy`).
         tpu: `--tpu`, with `strategy="tpu"`.
-        verbose: Keras `fit` verbosity.
+        verbose: Keras `fit` verbosity; with 2 (a line per epoch) also a progress line every `progress_every_s`
+            seconds inside an epoch (`ProgressLines`).
         callbacks: extra Keras callbacks, called after this module's.
         train_minutes: optional wall-clock budget; training stops after it (weights saved) even before
             `train_steps`.
@@ -159,10 +161,12 @@ def train(config, model_dir, *, strategy="default", tpu=None, verbose=1, callbac
         raise ValueError(f"--batch_size={batch_size} must be a multiple of the {replicas} replicas of "
                          f"--strategy={strategy}.")
     with checkpoints.exclusive(model_dir):
-        return _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images)
+        return _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images,
+                      progress_every_s)
 
 
-def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images):
+def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_minutes, summary_images,
+           progress_every_s):
     """`train` in a model directory held by this run."""
     data, train = config.data, config.train
     train_steps, batch_size = train.train_steps, train.batch_size
@@ -235,6 +239,7 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
         TensorBoard(os.path.join(model_dir, checkpoints.LOGS_DIR), update_freq=min(steps_per_epoch, 10), write_graph=False),
         timer,
         *([StopAfterMinutes(train_minutes)] if train_minutes is not None else []),
+        *([ProgressLines(train_steps, progress_every_s)] if verbose == 2 else []),
         *completion_images(val_data, summary_images, model_dir, with_labels),
         *callbacks,
     ]
