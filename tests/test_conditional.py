@@ -10,6 +10,8 @@ import pytest
 import imagetransformer as it
 from conftest import AS_EXPORTED, random_images, run_python, tiny_kwargs
 from imagetransformer.generation import sampling
+from imagetransformer.programs import complete as complete_program
+from imagetransformer.training import checkpoints
 
 def conditional_model(attention="local_1d", distribution="dmol", image_shape=(4, 4, 3), num_classes=4, **overrides):
     return it.ImageTransformer(**tiny_kwargs(attention, distribution, image_shape, num_classes=num_classes,
@@ -95,6 +97,13 @@ def test_commands_train_evaluate_and_complete_class_conditional(tmp_path, run_pr
     run = run_program("complete", "--model_dir=cc", "--output=s.png", "--num_images=3",
                       "--unconditional", cwd=tmp_path)
     assert run.returncode == 0 and os.path.getsize(tmp_path / "s.png") > 0, run.stderr[-2000:]
+    # --label chooses the classes (cycled): the samples are it.sample's given those classes.
+    samples = complete_program.run(str(tmp_path / "cc"), str(tmp_path / "l.png"), num_images=3, unconditional=True,
+                                   labels=["7", "2"], progress=False)
+    expected = it.sample(checkpoints.load_model(str(tmp_path / "cc")), 3, seed=0, labels=[7, 2, 7])
+    np.testing.assert_array_equal(samples, expected.numpy())
+    run = run_program("complete", "--model_dir=cc", "--output=x.png", "--label=12", cwd=tmp_path)
+    assert run.returncode == 1 and "labels must be in 0..9" in run.stderr, run.stderr
     run = run_program("train", "--config=tiny", "--conditional=class", "--model=pixelcnnpp",
                       "--model_dir=bad", cwd=tmp_path)
     assert run.returncode == 1 and "--conditional=class needs --model=image_transformer" in run.stderr

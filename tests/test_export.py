@@ -297,7 +297,10 @@ KERAS_SCRIPT = textwrap.dedent(
     path, images_path, out_path = sys.argv[1:4]
     model = keras.models.load_model(path, safe_mode=True)
     assert type(model).__name__ == "ImageTransformer", type(model)
-    np.save(out_path, model.log_prob(np.load(images_path)).numpy())
+    images = np.load(images_path)
+    # Compiled as saved: evaluate (and fit) work without a compile() of the user's.
+    bits = model.evaluate(images, batch_size=len(images), verbose=0, return_dict=True)["bits_per_dim"]
+    np.save(out_path, np.append(model.log_prob(images).numpy(), bits))
     """
 )
 
@@ -311,7 +314,9 @@ def test_keras_file_loads_in_another_project(exported, tmp_path):
     result = run([sys.executable, str(tmp_path / "other_project.py"), keras_path, str(tmp_path / "images.npy"),
                   str(tmp_path / "log_prob.npy")], cwd=str(tmp_path), PYTHONPATH=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    np.testing.assert_allclose(np.load(tmp_path / "log_prob.npy"), model.log_prob(images).numpy(), rtol=1e-5)
+    *log_prob, bits = np.load(tmp_path / "log_prob.npy")
+    np.testing.assert_allclose(log_prob, model.log_prob(images).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(bits, np.mean(model.bits_per_dim(images)), rtol=1e-5)
 
 
 def test_tfsm_layer_calls_the_export_by_default(exported):

@@ -189,6 +189,17 @@ def test_tiny_end_to_end_on_mocked_cifar10(tmp_path, empty_data_dir):
 
 
 @needs_fashion_mnist
+def test_progress_bar_of_an_epoch_stopped_early_shows_the_steps_it_ran(tmp_path, capsys):
+    capsys.readouterr()
+    trainer.train(tiny(train_steps=3, steps_per_epoch=2, save_every=1, val_examples=0), str(tmp_path / "run"),
+                  verbose=1)
+    printed = re.sub(r"\x1b\[[0-9;]*m|\x08", "", capsys.readouterr().out)  # without colours and backspaces
+    bars = [line.strip() for line in printed.replace("\r", "\n").splitlines() if re.match(r"\s*\d+/\d+ ", line)]
+    # Epoch 1: 2 steps of 2; epoch 2 stops at --train_steps=3 after 1 step: "1/1", not Keras' "2/2".
+    assert bars[-1].startswith("1/1 ") and any(bar.startswith("2/2 ") for bar in bars), bars
+
+
+@needs_fashion_mnist
 def test_fashion_mnist_training_lowers_bits_per_dim(tmp_path, capsys, parsed):
     model_dir = str(tmp_path / "run")
     config = tiny(train_steps=60, steps_per_epoch=30, save_every=30, learning_rate=1e-2, warmup_steps=10,

@@ -66,7 +66,9 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
     """Writes the SavedModel `<export_dir>/<version>/` and `<export_dir>/keras/<version>.keras` atomically.
 
     Args:
-        model: an `ImageTransformer`.
+        model: an `ImageTransformer` (or another model of this project). An uncompiled model is compiled
+            (`compile(optimizer="adam")`, its own likelihood loss) before it is saved, so that
+            `keras.models.load_model` of the `.keras` file gives a model ready for `evaluate` and `fit`.
         export_dir: TF Serving's model base path.
         version: positive integer; default: one more than the highest existing version, or 1.
         overwrite: replace an existing version (otherwise an `ExportError`).
@@ -162,6 +164,8 @@ def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype
         new_saved_model, new_keras = os.path.join(tmp, "saved_model"), os.path.join(tmp, "model.keras")
         archive = export_archive(model, max_batch=max_batch, cache_dtype=cache_dtype, jit_compile=jit_compile)
         archive.write_out(new_saved_model, verbose=False)
+        if not model.compiled:  # so that keras.models.load_model gives a model that `evaluate` and `fit` take
+            model.compile(optimizer="adam")  # its own likelihood loss, as `it.from_preset` compiles
         model.save(new_keras)
         # Move an old version aside into tmp (put back on failure), then the new files in; the SavedModel last,
         # so that TF Serving only sees the version once both artifacts are in place.

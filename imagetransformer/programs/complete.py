@@ -3,7 +3,7 @@
 The program `python -m imagetransformer.complete` runs `main` below:
 
     python -m imagetransformer.complete --model_dir=runs/x | --preset=NAME --output=completions.png [--num_images=8]
-        [--known_rows=14] [--temperature=1.0] [--seed=0] [--split=test] [--unconditional]
+        [--known_rows=14] [--temperature=1.0] [--seed=0] [--split=test] [--unconditional] [--label=7,2]
 
 Each row of the grid shows the given top rows (the rest grey), the model's completion, and the original. With
 `--unconditional` the grid holds samples instead. A progress bar shows the decoding, one row of pixels at a time.
@@ -33,14 +33,17 @@ flags.DEFINE_string("split", "test", "Split of the model's dataset whose first i
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: the one used in training).")
 flags.DEFINE_bool("unconditional", False, "Sample whole images instead of completing test images (a class-"
                   "conditional model samples the classes 0, 1, ... in turn).")
+flags.DEFINE_list("label", None, "Class-conditional models: the classes to generate, cycled over the images "
+                  "(default: samples take the classes 0, 1, ... in turn, completions each test image's own class).")
 flags.DEFINE_bool("use_cache", True, "Use the cached decoder (False: the naive one, one full pass per pixel).")
 flags.DEFINE_integer("zoom", 4, "Magnification of each image in the PNG grid (pixels per image pixel).",
                      lower_bound=1)
 
 
 def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=0, split="test", data_dir=None,
-        unconditional=False, use_cache=True, scale=4, progress=True):
-    """Writes the grid to `output` and returns the generated images (uint8 `[num_images, H, W, C]`)."""
+        unconditional=False, use_cache=True, scale=4, progress=True, labels=None):
+    """Writes the grid to `output` and returns the generated images (uint8 `[num_images, H, W, C]`); `labels`: the
+    classes a class-conditional model generates, cycled over the images."""
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"--temperature={temperature} must be a finite number > 0.")
     if not output.lower().endswith(".png"):
@@ -49,9 +52,20 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
     if not model.condition.completes_top_rows:
         raise ValueError(f"{model_dir} holds a super-resolution model: it generates images from low-resolution "
                          "ones; use python -m imagetransformer.super_resolve.")
+    given = None
+    if labels:
+        if not model.condition.needs_labels:
+            raise ValueError(f"--label={','.join(map(str, labels))}: {model_dir} holds a model that is not "
+                             "class-conditional; drop --label.")
+        try:
+            given = np.array([int(label) for label in labels], np.int64)
+        except ValueError as e:
+            raise ValueError(f"--label={','.join(map(str, labels))} must be class numbers (integers).") from e
     if unconditional:
-        # A class-conditional model samples the classes in turn: 0, 1, ..., num_classes - 1, 0, ...
-        labels = np.arange(num_images) % model.num_classes if model.condition.needs_labels else None
+        # A class-conditional model samples the classes given, or in turn: 0, 1, ..., num_classes - 1, 0, ...
+        labels = None
+        if model.condition.needs_labels:
+            labels = np.resize(given, num_images) if given is not None else np.arange(num_images) % model.num_classes
         samples = sampling.sample(model, num_images, temperature=temperature, seed=seed, use_cache=use_cache,
                                   progress=progress, labels=labels).numpy()
         per_row = max(1, int(math.ceil(math.sqrt(num_images))))
@@ -68,8 +82,10 @@ def run(model_dir, output, num_images=8, known_rows=None, temperature=1.0, seed=
                                   image_shape=model.image_shape, with_labels=model.condition.needs_labels)
     elements = list(images.dataset.take(num_images).as_numpy_iterator())
     labels = None
-    if model.condition.needs_labels:  # each image completed given its own class
+    if model.condition.needs_labels:  # each image completed given its own class, or the classes given
         elements, labels = [e[0] for e in elements], np.array([e[1] for e in elements])
+        if given is not None:
+            labels = np.resize(given, len(elements))
     originals = np.stack(elements)
     completed = sampling.complete(model, originals, known_rows, temperature=temperature, seed=seed,
                                   use_cache=use_cache, progress=progress, labels=labels).numpy()
@@ -86,7 +102,8 @@ def main(argv):
     model_dir = cli.model_source()
     with cli.exit_on_user_errors():
         images = run(model_dir, FLAGS.output, FLAGS.num_images, FLAGS.known_rows, FLAGS.temperature,
-                     FLAGS.seed, FLAGS.split, FLAGS.data_dir, FLAGS.unconditional, FLAGS.use_cache, FLAGS.zoom)
+                     FLAGS.seed, FLAGS.split, FLAGS.data_dir, FLAGS.unconditional, FLAGS.use_cache, FLAGS.zoom,
+                     labels=FLAGS.label)
     kind = "samples" if FLAGS.unconditional else "completions"
     print(f"Wrote {len(images)} {kind} to {FLAGS.output}")
 

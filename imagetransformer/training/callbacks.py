@@ -95,6 +95,20 @@ class StepTimer(keras.callbacks.Callback):
         return self.steps / self.seconds if self.steps and self.seconds > 0 else None
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar of `fit(verbose=1)`, except that an epoch training stops in the middle of (at
+    `--train_steps`, or at a time budget) ends at the steps it ran: Keras fills the bar to the whole epoch, so the
+    last epoch of a resumed run showed "100/100" for 50 steps."""
+
+    def _finalize_progbar(self, logs):
+        stopped_early = self.model is not None and self.model.stop_training and self.progbar is not None
+        if stopped_early and self.target and 0 < self.seen < self.target:
+            self.progbar.target = self.seen
+            self.progbar.update(self.seen, list((logs or {}).items()), finalize=True)
+            return
+        super()._finalize_progbar(logs)
+
+
 class ProgressLines(keras.callbacks.Callback):
     """One line on stdout every `every_s` seconds inside an epoch, for `fit(verbose=2)` (which prints only at epoch
     ends) in logs and terminals without a progress bar:
