@@ -90,9 +90,17 @@ def running_server(export_dir, workdir, *flags):
         log.close()
 
 
+# The module's server runs with smaller limits than the defaults, which the load-and-abuse test reaches: REST
+# connections, predictions admitted (more than the 32 clients of that test, which are all answered), one model call
+# at a time.
+MAX_CONNECTIONS, MAX_ADMITTED = 80, 40
+
+
 @pytest.fixture(scope="module")
 def server(export_dir, tmp_path_factory):
-    with running_server(export_dir, str(tmp_path_factory.mktemp("server"))) as addresses:
+    with running_server(export_dir, str(tmp_path_factory.mktemp("server")), f"--rest_max_connections={MAX_CONNECTIONS}",
+                        f"--max_admitted_predictions={MAX_ADMITTED}", "--max_concurrent_calls=1",
+                        "--rest_socket_timeout_s=120") as addresses:
         yield addresses
 
 
@@ -641,7 +649,7 @@ def _proc_status(pid):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads threads and memory from /proc")
-def test_reference_server_under_load_and_abuse(export_dir, model, image_file, tmp_path):
+def test_reference_server_under_load_and_abuse(server, model, image_file, request):
     """32 concurrent clients over REST and gRPC, 40 stalled connections, and oversized, malformed and deeply nested
     requests at once: every normal request gets its exact answer and every bad one its error; gRPC status calls are
     answered while predictions queue; REST connections beyond the limit are refused without a thread; the
@@ -649,96 +657,94 @@ def test_reference_server_under_load_and_abuse(export_dir, model, image_file, tm
     import socket  # pylint: disable=import-outside-toplevel
     from concurrent import futures  # pylint: disable=import-outside-toplevel
 
-    path, pixels = image_file
-    max_connections, admitted = 80, 40  # admitted: more than the 32 clients, which are all answered
+    _, pixels = image_file
+    max_connections, admitted = MAX_CONNECTIONS, MAX_ADMITTED
     expected = {seed: expected_completion(model, pixels, seed=seed) for seed in range(4)}
     log_prob = model.log_prob(pixels[None]).numpy()[0]
     top = pixels[None, :KNOWN_ROWS]
     stalled = []
-    with running_server(export_dir, str(tmp_path), f"--rest_max_connections={max_connections}",
-                        f"--max_admitted_predictions={admitted}", "--max_concurrent_calls=1",
-                        "--rest_socket_timeout_s=120") as server:
-        pid = server["pid"]
-        client.predict_rest(server["rest"], MODEL, "log_prob", {"images": pixels[None]})  # warm up both paths
-        client.predict_grpc(server["grpc"], MODEL, "log_prob", {"images": pixels[None]})
-        base_threads, _ = _proc_status(pid)
+    request.addfinalizer(lambda: [sock.close() for sock in stalled])  # the module's server serves the next tests
+    pid = server["pid"]
+    client.predict_rest(server["rest"], MODEL, "log_prob", {"images": pixels[None]})  # warm up both paths
+    client.predict_grpc(server["grpc"], MODEL, "log_prob", {"images": pixels[None]})
+    base_threads, _ = _proc_status(pid)
 
-        def stall():
-            host, port = server["rest"].split(":")
-            sock = socket.create_connection((host, int(port)), timeout=60)
-            sock.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{{".encode())
-            stalled.append(sock)
+    def stall():
+        host, port = server["rest"].split(":")
+        sock = socket.create_connection((host, int(port)), timeout=60)
+        sock.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{{".encode())
+        stalled.append(sock)
 
-        def normal(i):
-            seed = i % 4
-            address, predict = ((server["grpc"], client.predict_grpc) if i % 2 else (server["rest"], client.predict_rest))
-            if i % 3:
-                images = predict(address, MODEL, "complete", {"top_half": top, "seed": np.array([seed], np.int64),
-                                                               "temperature": np.ones([1], np.float32)})["images"]
-                np.testing.assert_array_equal(images[0], expected[seed])
-            else:
-                scores = predict(address, MODEL, "log_prob", {"images": pixels[None]})
-                np.testing.assert_allclose(scores["log_prob"][0], log_prob, rtol=1e-4)
+    def normal(i):
+        seed = i % 4
+        address, predict = ((server["grpc"], client.predict_grpc) if i % 2 else (server["rest"], client.predict_rest))
+        if i % 3:
+            images = predict(address, MODEL, "complete", {"top_half": top, "seed": np.array([seed], np.int64),
+                                                           "temperature": np.ones([1], np.float32)})["images"]
+            np.testing.assert_array_equal(images[0], expected[seed])
+        else:
+            scores = predict(address, MODEL, "log_prob", {"images": pixels[None]})
+            np.testing.assert_allclose(scores["log_prob"][0], log_prob, rtol=1e-4)
 
-        def abusive(i):
-            kind = i % 4
-            if kind == 0:
-                status, error = _raw_post(server, {"Content-Length": str(1 << 40)})
-                assert status == 413 and "exceeds the server's limit" in error
-            elif kind == 1:
-                status, error = _raw_post(server, {"Content-Length": "9"}, b"{not json")
-                assert status == 400 and "JSON Parse error" in error
-            elif kind == 2:
-                deep = b"[" * 50_000
-                status, error = _raw_post(server, {"Content-Length": str(len(deep))}, deep)
-                assert status == 400 and "nesting too deep" in error, error
-            else:
-                with pytest.raises(client.ClientError, match="INVALID_ARGUMENT"):
-                    client.predict_grpc(server["grpc"], MODEL, "log_prob", {"images": np.zeros([1, 3, 8, 3], np.uint8)})
+    def abusive(i):
+        kind = i % 4
+        if kind == 0:
+            status, error = _raw_post(server, {"Content-Length": str(1 << 40)})
+            assert status == 413 and "exceeds the server's limit" in error
+        elif kind == 1:
+            status, error = _raw_post(server, {"Content-Length": "9"}, b"{not json")
+            assert status == 400 and "JSON Parse error" in error
+        elif kind == 2:
+            deep = b"[" * 50_000
+            status, error = _raw_post(server, {"Content-Length": str(len(deep))}, deep)
+            assert status == 400 and "nesting too deep" in error, error
+        else:
+            with pytest.raises(client.ClientError, match="INVALID_ARGUMENT"):
+                client.predict_grpc(server["grpc"], MODEL, "log_prob", {"images": np.zeros([1, 3, 8, 3], np.uint8)})
 
-        for _ in range(40):
-            stall()
-        peak_threads = 0
-        with futures.ThreadPoolExecutor(32) as pool:
-            jobs = [pool.submit(normal, i) for i in range(64)] + [pool.submit(abusive, i) for i in range(32)]
-            while not all(job.done() for job in jobs):
-                peak_threads = max(peak_threads, _proc_status(pid)[0])
-                time.sleep(0.05)
-            for job in jobs:
-                job.result()  # every normal request answered exactly, every bad one with its error
+    for _ in range(40):
+        stall()
+    peak_threads = 0
+    with futures.ThreadPoolExecutor(32) as pool:
+        jobs = [pool.submit(normal, i) for i in range(64)] + [pool.submit(abusive, i) for i in range(32)]
+        while not all(job.done() for job in jobs):
+            peak_threads = max(peak_threads, _proc_status(pid)[0])
+            time.sleep(0.05)
+        for job in jobs:
+            job.result()  # every normal request answered exactly, every bad one with its error
 
-            # gRPC status while predictions queue (one runs at a time): answered before they have all run.
-            batch = np.repeat(top, 64, axis=0)
-            busy = [pool.submit(client.predict_grpc, server["grpc"], MODEL, "complete",
-                                {"top_half": batch, "seed": np.arange(64, dtype=np.int64),
-                                 "temperature": np.ones([64], np.float32)}) for _ in range(20)]
-            time.sleep(0.1)
-            client.status_grpc(server["grpc"], MODEL, timeout=TIMEOUT)
-            done_at_status = sum(job.done() for job in busy)
-            for job in busy:
-                job.result()
-        assert done_at_status < len(busy), "the status call waited for every queued prediction"
+        # gRPC status while predictions queue (one runs at a time): answered before they have all run.
+        batch = np.repeat(top, 64, axis=0)
+        busy = [pool.submit(client.predict_grpc, server["grpc"], MODEL, "complete",
+                            {"top_half": batch, "seed": np.arange(64, dtype=np.int64),
+                             "temperature": np.ones([64], np.float32)}) for _ in range(20)]
+        time.sleep(0.1)
+        client.status_grpc(server["grpc"], MODEL, timeout=TIMEOUT)
+        done_at_status = sum(job.done() for job in busy)
+        for job in busy:
+            job.result()
+    assert done_at_status < len(busy), "the status call waited for every queued prediction"
 
-        # REST connections beyond the limit: refused at once with 503, no thread; the server keeps answering
-        # once connections close.
-        while len(stalled) < max_connections:
-            stall()
-        time.sleep(0.5)
-        peak_threads = max(peak_threads, _proc_status(pid)[0])
-        status, body = _exchange(server["rest"], b"GET /v1/models/imagetransformer HTTP/1.1\r\n\r\n")[0]
-        assert status == 503 and "retry later" in body["error"]
-        for sock in stalled:
-            sock.close()
-        stalled.clear()
-        deadline = time.time() + 30
-        while True:
-            try:
-                assert client.status_rest(server["rest"], MODEL)["model_version_status"][0]["state"] == "AVAILABLE"
-                break
-            except client.ClientError:
-                assert time.time() < deadline, "the server did not take new connections after the stalled ones closed"
-                time.sleep(0.2)
-        _, peak_rss_mib = _proc_status(pid)
+    # REST connections beyond the limit: refused at once with 503, no thread; the server keeps answering
+    # once connections close.
+    while len(stalled) < max_connections:
+        stall()
+    time.sleep(0.5)
+    peak_threads = max(peak_threads, _proc_status(pid)[0])
+    status, body = _exchange(server["rest"], b"GET /v1/models/imagetransformer HTTP/1.1\r\n\r\n")[0]
+    assert status == 503 and "retry later" in body["error"]
+    for sock in stalled:
+        sock.close()
+    stalled.clear()
+    deadline = time.time() + 30
+    while True:
+        try:
+            assert client.status_rest(server["rest"], MODEL)["model_version_status"][0]["state"] == "AVAILABLE"
+            break
+        except client.ClientError:
+            assert time.time() < deadline, "the server did not take new connections after the stalled ones closed"
+            time.sleep(0.2)
+    _, peak_rss_mib = _proc_status(pid)
     # Threads: one per REST connection (at most max_connections) and per admitted gRPC prediction (+4 reserved).
     bound = base_threads + max_connections + admitted + 4
     print(f"reference server under load: {peak_threads} threads at most (bound {bound}, {base_threads} idle), "

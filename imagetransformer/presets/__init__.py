@@ -41,7 +41,7 @@ GRID_FILE = "completions.png"
 # `check_bits_per_dim`: bits/dim on the first CHECK_IMAGES test images, which the tests reproduce.
 METADATA_KEYS = ("description", "dataset", "task", "model", "attention", "parameters", "steps", "train_minutes",
                  "test_bits_per_dim", "test_images", "check_bits_per_dim", "data_license")
-CHECK_IMAGES = 500
+CHECK_IMAGES = 100
 DATA_LICENSES = {"fashion_mnist": "MIT (Zalando Research, Fashion-MNIST)"}
 
 
