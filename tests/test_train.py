@@ -189,10 +189,11 @@ def test_tiny_end_to_end_on_mocked_cifar10(tmp_path, empty_data_dir):
 
 
 @needs_fashion_mnist
-def test_progress_bar_of_an_epoch_stopped_early_shows_the_steps_it_ran(tmp_path, capsys):
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_progress_bar_of_an_epoch_stopped_early_shows_the_steps_it_ran(tmp_path, capsys, verbose):
     capsys.readouterr()
     trainer.train(tiny(train_steps=3, steps_per_epoch=2, save_every=1, val_examples=0), str(tmp_path / "run"),
-                  verbose=1)
+                  verbose=verbose, progress_every_s=1e9)
     printed = re.sub(r"\x1b\[[0-9;]*m|\x08", "", capsys.readouterr().out)  # without colours and backspaces
     bars = [line.strip() for line in printed.replace("\r", "\n").splitlines() if re.match(r"\s*\d+/\d+ ", line)]
     # Epoch 1: 2 steps of 2; epoch 2 stops at --train_steps=3 after 1 step: "1/1", not Keras' "2/2".

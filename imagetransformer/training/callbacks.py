@@ -96,9 +96,9 @@ class StepTimer(keras.callbacks.Callback):
 
 
 class ProgressBar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar of `fit(verbose=1)`, except that an epoch training stops in the middle of (at
-    `--train_steps`, or at a time budget) ends at the steps it ran: Keras fills the bar to the whole epoch, so the
-    last epoch of a resumed run showed "100/100" for 50 steps."""
+    """Keras' progress bar of `fit(verbose=1)` (and epoch line of `verbose=2`), except that an epoch training stops
+    in the middle of (at `--train_steps`, or at a time budget) ends at the steps it ran: Keras fills the bar to the
+    whole epoch, so the last epoch of a resumed run showed "100/100" for 50 steps."""
 
     def _finalize_progbar(self, logs):
         stopped_early = self.model is not None and self.model.stop_training and self.progbar is not None

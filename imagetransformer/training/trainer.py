@@ -240,7 +240,7 @@ def _train(config, model_dir, strategy, strategy_obj, verbose, callbacks, train_
         TensorBoard(os.path.join(model_dir, checkpoints.LOGS_DIR), update_freq=min(steps_per_epoch, 10), write_graph=False),
         timer,
         *([StopAfterMinutes(train_minutes)] if train_minutes is not None else []),
-        *([ProgressBar()] if verbose == 1 else []),
+        *([ProgressBar()] if verbose in (1, 2) else []),
         *([ProgressLines(train_steps, progress_every_s)] if verbose == 2 else []),
         *completion_images(val_data, summary_images, model_dir, with_labels),
         *callbacks,
