@@ -125,13 +125,14 @@ class ProgressLines(keras.callbacks.Callback):
         self._first = self._last_print = None
 
     def on_train_batch_end(self, batch, logs=None):
-        now, step = time.monotonic(), optimizer_step(self.model)
+        now = time.monotonic()
+        if self._first is not None and now - self._last_print < self.every_s:
+            return  # the step count (a variable read) only when a line is due
+        step = optimizer_step(self.model)
+        self._last_print = now
         if self._first is None:
-            self._first = self._last_print = (now, step)
+            self._first = (now, step)
             return
-        if now - self._last_print[0] < self.every_s:
-            return
-        self._last_print = (now, step)
         rate = (step - self._first[1]) / max(now - self._first[0], 1e-9)
         logs = dict(sorted((logs or {}).items(), key=lambda item: item[0] != "loss"))  # the loss first
         metrics = ", ".join(f"{k} {float(v):.4f}" for k, v in logs.items() if np.ndim(v) == 0)
