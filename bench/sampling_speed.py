@@ -5,13 +5,16 @@ attention type:
 
     python bench/sampling_speed.py [--attention=local_1d,local_2d,global] [--batch_size=4] [--repeats=3]
 
-`cached_graph_bf16_s` is the graph executor with bfloat16 key/value caches, as the exported signatures decode by
-default (`python -m imagetransformer.export --cache_dtype`). Timings are medians of `--repeats` runs after a warm-up
-(compilation excluded). `exported_complete_s` is the exported `complete` signature (bfloat16 caches, the
-export's default) loaded in a fresh process without `imagetransformer` on its path, as TF Serving runs it, on the
-same images; `--exported_batch_sizes` adds its images/s at those batch sizes. `exported_xla_complete_s` is the
-opt-in XLA export (`--jit_compile`: float32 caches, its loop compiled by XLA, as TF Serving runs it with
-`--xla_cpu_compilation_enabled=true`). `bytes_per_step` is what one cached
+`cached_graph_bf16_s` is the graph executor with bfloat16 key/value caches (`--cache_dtype=bfloat16` of
+`complete` and of `python -m imagetransformer.export`). Timings are medians of `--repeats` runs after a warm-up
+(compilation excluded). `exported` times the exported `complete` signature loaded in a fresh process without
+`imagetransformer` on its path, as TF Serving runs it, on the same images: one export per
+`--exported_cache_dtypes` (and the opt-in XLA export, `--jit_compile`: float32 caches, its loop compiled by XLA, as
+TF Serving runs it with `--xla_cpu_compilation_enabled=true`), each under every `--exported_threads` setting
+(`INTRA:INTER`, as TF Serving's `--tensorflow_intra_op_parallelism` / `--tensorflow_inter_op_parallelism`; 0 is
+TensorFlow's default, one thread per core); `over_xla` is its time over in-process XLA decoding in the same run.
+`exported_complete_s` is the default export under the first thread setting. `--exported_batch_sizes` adds
+images/s at those batch sizes. `bytes_per_step` is what one cached
 step reads at least (every weight once, plus the key/value caches), next to the machine's memory bandwidth
 measured by a large array copy. The naive decoder re-runs the whole network once per generated pixel; unless
 `--naive_steps=512`, its time is measured on `--naive_steps` pixels and scaled to 512 (each naive step costs the
@@ -31,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 import imagetransformer as it
+from imagetransformer.export import default_cache_dtype
 from imagetransformer.generation.sampling import get_decoder, per_image_seeds
 
 FLAGS = flags.FLAGS
@@ -41,16 +45,23 @@ flags.DEFINE_integer("naive_steps", 8, "Naive decoder steps timed (scaled to all
 flags.DEFINE_integer("num_layers", 6, "Decoder blocks.")
 flags.DEFINE_list("exported_batch_sizes", [], "Also time the exported `complete` at these batch sizes (images/s).")
 flags.DEFINE_bool("exported_xla", True, "Also time the opt-in XLA export (`--jit_compile`, float32 caches).")
+flags.DEFINE_list("exported_cache_dtypes", ["bfloat16", "float32"], "Time the (graph) export with these cache dtypes.")
+flags.DEFINE_list("exported_threads", ["0:0", "1:1"],
+                  "Thread settings the exports are timed under, INTRA:INTER as TF Serving's "
+                  "--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (0: TensorFlow's default).")
 
 # Times the exported `complete` signature in a fresh process: argv = saved_model_dir, images.npy, repeats,
-# extra batch sizes. Prints one JSON line.
+# extra batch sizes, INTRA:INTER threads. Prints one JSON line.
 CHILD = r"""
 import json, os, statistics, sys, time
 saved_model_dir, images_path, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 batch_sizes = [int(b) for b in sys.argv[4].split(",") if b]
+intra, inter = (int(n) for n in sys.argv[5].split(":"))
 sys.path[:] = [p for p in sys.path if p and not os.path.exists(os.path.join(p, "imagetransformer"))]
 import numpy as np
 import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(intra)
+tf.config.threading.set_inter_op_parallelism_threads(inter)
 complete = tf.saved_model.load(saved_model_dir).signatures["complete"]
 def timed(top):
     batch = top.shape[0]
@@ -86,7 +97,7 @@ def main(argv):
         for jit in (False, True):
             result[f"cached_{'xla' if jit else 'graph'}_s"] = round(common.median_time(
                 lambda: it.complete(model, images, known_rows, seed=0, jit_compile=jit).numpy(), FLAGS.repeats), 4)
-        # bfloat16 key/value caches on the graph executor: what the exported signatures run by default.
+        # bfloat16 key/value caches on the graph executor (`cache_dtype`, an export option).
         result["cached_graph_bf16_s"] = round(common.median_time(
             lambda: it.complete(model, images, known_rows, seed=0, jit_compile=False,
                                 cache_dtype="bfloat16").numpy(), FLAGS.repeats), 4)
@@ -111,13 +122,21 @@ def main(argv):
             cached_over_forward=round(best_cached / forward_s, 2),
         )
         result.update(bytes_per_step(model, FLAGS.batch_size))
-        result.update(exported_timing(model, images[:, :known_rows]))
-        result["exported_over_xla"] = round(result["exported_complete_s"] / result["cached_xla_s"], 2)
+        # The exports, each timed in fresh processes under every thread setting (TF Serving's defaults first).
+        default_threads = FLAGS.exported_threads[0]
+        exports = {dtype: exported_timing(model, images[:, :known_rows], cache_dtype=dtype,
+                                          threads=FLAGS.exported_threads) for dtype in FLAGS.exported_cache_dtypes}
         if FLAGS.exported_xla:  # the opt-in XLA export (TF Serving's --xla_cpu_compilation_enabled)
-            xla = exported_timing(model, images[:, :known_rows], jit_compile=True)
-            result["exported_xla_complete_s"] = xla["exported_complete_s"]
-            result["exported_xla_images_per_s"] = xla["exported_images_per_s"]
-            result["exported_xla_over_xla"] = round(xla["exported_complete_s"] / result["cached_xla_s"], 2)
+            exports["xla"] = exported_timing(model, images[:, :known_rows], jit_compile=True,
+                                             threads=FLAGS.exported_threads)
+        result["exported"] = {
+            f"{name}@{threads}": {**timing[threads], "over_xla": round(
+                timing[threads]["exported_complete_s"] / result["cached_xla_s"], 2)}
+            for name, timing in exports.items() for threads in FLAGS.exported_threads}
+        default = f"{default_cache_dtype()}@{default_threads}"
+        if default in result["exported"]:  # what `python -m imagetransformer.export` writes, as TF Serving runs it
+            result["exported_complete_s"] = result["exported"][default]["exported_complete_s"]
+            result["exported_over_xla"] = result["exported"][default]["over_xla"]
         print(json.dumps(result), flush=True)
 
 
@@ -145,28 +164,37 @@ def bytes_per_step(model, batch_size):
             "floor_ms_per_step_bf16": round(1e3 * bf16 / (bandwidth * 1e9), 2)}
 
 
-def exported_timing(model, top_half, jit_compile=False):
-    """The exported `complete` signature (the export's default caches: bfloat16, float32 with `jit_compile`)
-    timed in a fresh process on `top_half`."""
+def exported_timing(model, top_half, jit_compile=False, cache_dtype=None, threads=("0:0",)):
+    """The exported `complete` signature (cache dtype: the export's default unless given) timed in a fresh
+    process on `top_half`, once per thread setting in `threads` (`INTRA:INTER`).
+
+    Returns:
+        `{"export_s": seconds, threads: {"exported_complete_s": seconds, "exported_images_per_s": {...}}}`.
+    """
     from imagetransformer.export import export_model  # pylint: disable=import-outside-toplevel
 
+    result = {}
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
-        saved_model_dir = export_model(model, os.path.join(directory, "model"), jit_compile=jit_compile).saved_model_dir
-        export_s = time.perf_counter() - start
+        saved_model_dir = export_model(model, os.path.join(directory, "model"), jit_compile=jit_compile,
+                                       cache_dtype=cache_dtype).saved_model_dir
+        result["export_s"] = round(time.perf_counter() - start, 1)
         images_path = os.path.join(directory, "top_half.npy")
         np.save(images_path, top_half)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        child = subprocess.run(
-            [sys.executable, "-c", CHILD, saved_model_dir, images_path, str(FLAGS.repeats),
-             ",".join(FLAGS.exported_batch_sizes)], cwd=directory, env=env, capture_output=True, text=True,
-            timeout=3600)
-        if child.returncode:
-            sys.exit(f"exported timing failed:\n{child.stderr[-3000:]}")
-        measured = json.loads(child.stdout.strip().splitlines()[-1])
-    measured["exported_complete_s"] = round(measured["exported_complete_s"], 4)
-    measured["exported_images_per_s"] = {k: round(v, 2) for k, v in measured["exported_images_per_s"].items()}
-    return {"export_s": round(export_s, 1), **measured}
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_NUM_INTRAOP_THREADS",
+                                                                "TF_NUM_INTEROP_THREADS")}
+        for setting in threads:
+            child = subprocess.run(
+                [sys.executable, "-c", CHILD, saved_model_dir, images_path, str(FLAGS.repeats),
+                 ",".join(FLAGS.exported_batch_sizes), setting], cwd=directory, env=env, capture_output=True,
+                text=True, timeout=3600)
+            if child.returncode:
+                sys.exit(f"exported timing failed:\n{child.stderr[-3000:]}")
+            measured = json.loads(child.stdout.strip().splitlines()[-1])
+            result[setting] = {
+                "exported_complete_s": round(measured["exported_complete_s"], 4),
+                "exported_images_per_s": {k: round(v, 2) for k, v in measured["exported_images_per_s"].items()}}
+    return result
 
 
 if __name__ == "__main__":

@@ -208,10 +208,16 @@ class Servable:
     stay bounded however many clients call."""
 
     def __init__(self, model_base_path, model_name, batching=None, max_concurrent_calls=MAX_CONCURRENT_CALLS,
-                 max_admitted=MAX_ADMITTED_PREDICTIONS):
+                 max_admitted=MAX_ADMITTED_PREDICTIONS, intra_op_threads=0, inter_op_threads=0):
         import tensorflow as tf
 
         self.tf = tf
+        # TF Serving's --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (0: one per core). They
+        # take effect only before TensorFlow's runtime starts, so before the first load.
+        if intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(int(intra_op_threads))
+        if inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(int(inter_op_threads))
         versions = [int(n) for n in os.listdir(model_base_path) if n.isdigit()]
         if not versions:
             raise ValueError(f"no integer-named version directory in {model_base_path}")
@@ -675,7 +681,15 @@ def main(argv=None):
                         help="REST connections served at once; one more is answered 503")
     parser.add_argument("--rest_socket_timeout_s", type=float, default=SOCKET_TIMEOUT_S,
                         help="seconds a REST connection may stay silent before it is closed")
+    parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                        help="threads one op may use (0: one per core), as TF Serving's flag of this name; 1 suits "
+                        "decoding, a chain of small ops (see docs/serving.md)")
+    parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                        help="threads running independent ops (0: one per core), as TF Serving's flag of this name")
     args = parser.parse_args(argv)
+    for name in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name}={getattr(args, name)} must be 0 (one thread per core) or more")
     for name in ("max_concurrent_calls", "max_admitted_predictions", "rest_max_connections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}={getattr(args, name)} must be at least 1")
@@ -691,7 +705,9 @@ def main(argv=None):
             parser.error(f"--batching_parameters_file: {e}")
     try:
         servable = Servable(args.model_base_path, args.model_name, batching,
-                            max_concurrent_calls=args.max_concurrent_calls, max_admitted=args.max_admitted_predictions)
+                            max_concurrent_calls=args.max_concurrent_calls, max_admitted=args.max_admitted_predictions,
+                            intra_op_threads=args.tensorflow_intra_op_parallelism,
+                            inter_op_threads=args.tensorflow_inter_op_parallelism)
     except (OSError, ValueError) as e:
         print(f"error: --model_base_path={args.model_base_path}: {e}", file=sys.stderr, flush=True)
         return 1

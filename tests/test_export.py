@@ -526,16 +526,21 @@ def test_requests_beyond_max_batch_are_refused_before_decoding(tmp_path):
 
 
 def test_cache_dtype_option(tmp_path):
-    """`--cache_dtype=float32` exports the exact decoder (equal to in-process XLA decoding); bfloat16 is the
-    default; anything else is refused before anything is written."""
+    """The default export (float32 caches) is the exact decoder, equal to in-process XLA decoding; bfloat16 caches
+    are an option; anything else is refused before anything is written."""
     keras.utils.set_random_seed(0)
     model = it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=(4, 4, 1)))
     images = random_images(2, model.image_shape, seed=3)
-    fn, specs = export_lib.signature_functions(model, cache_dtype="float32")["complete"]
+    fn, specs = export_lib.signature_functions(model)["complete"]
     exact = tf.function(fn, input_signature=specs)(images[:, :2], np.array([4, 5], np.int64), np.ones(2, np.float32))
     expected = it.complete(model, images, 2, seed=[4, 5], jit_compile=True)
     np.testing.assert_array_equal(exact["images"].numpy(), expected.numpy())
-    assert export_lib.DEFAULT_CACHE_DTYPE == "bfloat16"
+    assert export_lib.DEFAULT_CACHE_DTYPE == "float32"
+    fn, specs = export_lib.signature_functions(model, cache_dtype="bfloat16")["complete"]
+    rounded = tf.function(fn, input_signature=specs)(images[:, :2], np.array([4, 5], np.int64), np.ones(2, np.float32))
+    np.testing.assert_array_equal(
+        rounded["images"].numpy(),
+        it.complete(model, images, 2, seed=[4, 5], jit_compile=False, cache_dtype="bfloat16").numpy())
     with pytest.raises(export_lib.ExportError, match="--cache_dtype='float16' must be one of bfloat16, float32"):
         export_lib.export_model(model, str(tmp_path / "exported"), cache_dtype="float16")
     assert not (tmp_path / "exported").exists()

@@ -178,6 +178,6 @@ def test_samples_follow_the_models_exact_distribution(distribution):
     faithful, distorted = total_variation(1.0), total_variation(1.15)
     assert faithful < 0.02, faithful
     assert distorted > 0.03, distorted
-    # The exported signatures' bfloat16 caches: still the model's distribution, as far as 60,000 samples tell.
+    # bfloat16 caches (`cache_dtype`, an export option): still the model's distribution, as far as 60,000 samples tell.
     bfloat16 = total_variation(1.0, "bfloat16")
     assert bfloat16 < 0.02, bfloat16

@@ -7,6 +7,7 @@ Serving's REST JSON, both running the exported SavedModel on 127.0.0.1 with ephe
 the module starts and stops. Every request has a timeout; the server exits by itself after a bounded lifetime.
 """
 
+import collections
 import contextlib
 import json
 import os
@@ -92,7 +93,8 @@ def running_server(export_dir, workdir, *flags):
 
 # The module's server runs with smaller limits than the defaults, which the load-and-abuse test reaches: REST
 # connections, predictions admitted (more than the 32 clients of that test, which are all answered), one model call
-# at a time.
+# at a time; and with one TensorFlow thread per op and one running ops (TF Serving's thread flags, which suit
+# decoding), which that test checks.
 MAX_CONNECTIONS, MAX_ADMITTED = 80, 40
 
 
@@ -100,7 +102,8 @@ MAX_CONNECTIONS, MAX_ADMITTED = 80, 40
 def server(export_dir, tmp_path_factory):
     with running_server(export_dir, str(tmp_path_factory.mktemp("server")), f"--rest_max_connections={MAX_CONNECTIONS}",
                         f"--max_admitted_predictions={MAX_ADMITTED}", "--max_concurrent_calls=1",
-                        "--rest_socket_timeout_s=120") as addresses:
+                        "--rest_socket_timeout_s=120", "--tensorflow_intra_op_parallelism=1",
+                        "--tensorflow_inter_op_parallelism=1") as addresses:
         yield addresses
 
 
@@ -642,6 +645,25 @@ def test_rest_chunked_bodies_and_deep_nesting_get_one_answer_each(server, model,
     assert answers == [(400, {"error": "JSON Parse error: nesting too deep"})], answers
 
 
+def _thread_names(pid):
+    """How many threads of process `pid` have each name (Linux truncates names to 15 characters)."""
+    names = collections.Counter()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                names[f.read().strip()] += 1
+    return names
+
+
+def test_reference_server_thread_flags_are_checked():
+    for flag in ("--tensorflow_intra_op_parallelism=-1", "--tensorflow_inter_op_parallelism=-2"):
+        process = subprocess.run([sys.executable, "-m", "imagetransformer_serving.reference_server",
+                                  "--model_base_path=/nonexistent", flag], cwd=REPO, env=clean_env(PYTHONPATH=REPO),
+                                 capture_output=True, text=True, timeout=60)
+        assert process.returncode == 2, process.stderr
+        assert f"{flag.split('=')[0]}={flag.split('=')[1]} must be 0 (one thread per core) or more" in process.stderr
+
+
 def _proc_status(pid):
     with open(f"/proc/{pid}/status") as f:
         fields = dict(line.split(":", 1) for line in f)
@@ -668,6 +690,9 @@ def test_reference_server_under_load_and_abuse(server, model, image_file, reques
     client.predict_rest(server["rest"], MODEL, "log_prob", {"images": pixels[None]})  # warm up both paths
     client.predict_grpc(server["grpc"], MODEL, "log_prob", {"images": pixels[None]})
     base_threads, _ = _proc_status(pid)
+    # --tensorflow_inter_op_parallelism=1 took effect: TensorFlow's inter-op pool has one thread (one per core by
+    # default).
+    assert _thread_names(pid)["tf_Compute"] == 1, _thread_names(pid)
 
     def stall():
         host, port = server["rest"].split(":")

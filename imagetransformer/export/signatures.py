@@ -22,7 +22,7 @@ A super-resolution model (`SuperResolutionTransformer`, `--task=super_resolution
 Image `i` is generated from the stateless seed pair `(seed[i], 0)`: the same pair `it.complete(model, images,
 known_rows=H//2, seed=seeds)` uses for a vector of seeds, so an image depends only on its own seed and top half,
 never on the rest of the batch. The signatures run the cached decoder (`Decoder(model, jit_compile=False,
-cache_dtype=...)`, bfloat16 key/value caches unless `--cache_dtype=float32`): a
+cache_dtype=...)`, float32 key/value caches unless `--cache_dtype=bfloat16`): a
 prefill of the known rows, then one position per step in a `tf.while_loop`; standard TensorFlow ops only (no
 `py_function`, no XLA), so TF Serving runs them as they are. Inputs are checked inside the graph: a wrong shape,
 a batch mismatch between inputs or a temperature that is not finite and > 0 fails with a message naming what was
@@ -48,18 +48,20 @@ SERVING_TEMPERATURE = 1.0
 # Images per request the signatures accept (`--max_batch`): a request for more fails at once with a message,
 # instead of growing the server by gigabytes (log_prob of 2,048 28x28 images needs 11.6 GB).
 DEFAULT_MAX_BATCH = 64
-# Dtype of the key/value caches the generating signatures decode with (`--cache_dtype`). TF Serving runs them on
-# TensorFlow's graph executor, where a decoding step reads every layer's cache: bfloat16 halves those bytes
-# (the head, the sampler and `log_prob` stay float32). float32 samples exactly the distribution `log_prob` scores;
-# see BENCHMARKS.md ("Cached sampling") for the speed and for how little bfloat16 caches change the likelihood.
+# Dtype of the key/value caches the generating signatures decode with (`--cache_dtype`). float32 (the default)
+# samples exactly the distribution `log_prob` scores. bfloat16 halves the bytes a step reads from the caches (the
+# head, the sampler and `log_prob` stay float32), but on CPU it decodes slower: TensorFlow's graph executor computes
+# bfloat16 products with Eigen kernels that convert every element (1.3-1.5x the float32 time in one run on
+# 2026-12-06), and XLA emulates bfloat16 arithmetic on CPU. See BENCHMARKS.md ("Cached sampling").
 CACHE_DTYPES = ("bfloat16", "float32")
-DEFAULT_CACHE_DTYPE = "bfloat16"
+DEFAULT_CACHE_DTYPE = "float32"
 
 
 def default_cache_dtype(jit_compile=False):
-    """The cache dtype an export uses unless told: bfloat16 on the graph executor, float32 under XLA (which
-    emulates bfloat16 arithmetic on CPU: 4x slower there)."""
-    return "float32" if jit_compile else DEFAULT_CACHE_DTYPE
+    """The cache dtype an export uses unless told: `DEFAULT_CACHE_DTYPE` (float32) for the graph-executor export
+    and for the opt-in XLA export alike."""
+    del jit_compile  # the same for both exports since 2026-12-06 (bfloat16 was the graph export's default)
+    return DEFAULT_CACHE_DTYPE
 
 
 

@@ -74,7 +74,7 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         overwrite: replace an existing version (otherwise an `ExportError`).
         max_batch: the most images one request to a signature may hold.
         cache_dtype: dtype of the generating signatures' key/value caches: `"bfloat16"` or `"float32"`; None:
-            `default_cache_dtype(jit_compile)` (bfloat16, or float32 with `jit_compile`).
+            `default_cache_dtype()` (float32).
         jit_compile: the opt-in XLA export: the generating signatures' decoding loop must be compiled with XLA,
             which TF Serving does on CPU with `--xla_cpu_compilation_enabled=true` (and refuses without it).
 

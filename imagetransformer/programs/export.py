@@ -33,8 +33,8 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.DEFINE_integer("max_batch", DEFAULT_MAX_BATCH, "Most images one request to a signature may hold; larger "
                      "requests fail with a message (bounds the server's memory).", lower_bound=1)
 flags.DEFINE_enum("cache_dtype", None, CACHE_DTYPES, "Dtype of the decoder's key/value caches in the generating "
-                  "signatures: bfloat16 reads half the bytes per step (about 1.5x faster on CPU's graph executor); "
-                  "float32 samples the model's distribution exactly (default: bfloat16, float32 with --jit_compile).")
+                  "signatures (default float32, the model's distribution exactly); bfloat16 reads half the cache bytes per "
+                  "step, which pays only where bfloat16 products are fast (on CPU both executors decode it slower).")
 flags.DEFINE_bool("jit_compile", False, "Opt-in XLA export: the generating signatures' decoding loop must be compiled "
                   "with XLA (faster on CPU); TF Serving then needs --xla_cpu_compilation_enabled=true.")
 
