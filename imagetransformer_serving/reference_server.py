@@ -682,8 +682,8 @@ def main(argv=None):
     parser.add_argument("--rest_socket_timeout_s", type=float, default=SOCKET_TIMEOUT_S,
                         help="seconds a REST connection may stay silent before it is closed")
     parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                        help="threads one op may use (0: one per core), as TF Serving's flag of this name; 1 answers small "
-                        "completion requests faster (README, Export)")
+                        help="threads one op may use (0: one per core), as TF Serving's flag of this name; 1 "
+                        "answers small completion requests faster (README, Export)")
     parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                         help="threads running independent ops (0: one per core), as TF Serving's flag of this name")
     args = parser.parse_args(argv)
