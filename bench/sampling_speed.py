@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 import imagetransformer as it
-from imagetransformer.export import default_cache_dtype
+from imagetransformer.export import DEFAULT_CACHE_DTYPE
 from imagetransformer.generation.sampling import get_decoder, per_image_seeds
 
 FLAGS = flags.FLAGS
@@ -133,7 +133,7 @@ def main(argv):
             f"{name}@{threads}": {**timing[threads], "over_xla": round(
                 timing[threads]["exported_complete_s"] / result["cached_xla_s"], 2)}
             for name, timing in exports.items() for threads in FLAGS.exported_threads}
-        default = f"{default_cache_dtype()}@{default_threads}"
+        default = f"{DEFAULT_CACHE_DTYPE}@{default_threads}"
         if default in result["exported"]:  # what `python -m imagetransformer.export` writes, as TF Serving runs it
             result["exported_complete_s"] = result["exported"][default]["exported_complete_s"]
             result["exported_over_xla"] = result["exported"][default]["over_xla"]

@@ -21,7 +21,6 @@ from imagetransformer.export.signatures import (
     SIGNATURES,
     SUPER_RESOLUTION_SIGNATURES,
     ExportError,
-    default_cache_dtype,
     export_archive,
     known_rows_for,
     signature_functions,
@@ -31,7 +30,7 @@ from imagetransformer.export.writer import KERAS_DIR, ExportResult, existing_ver
 
 __all__ = [
     "CACHE_DTYPES", "DEFAULT_CACHE_DTYPE", "DEFAULT_MAX_BATCH", "ExportError", "ExportResult", "KERAS_DIR",
-    "SERVING_SEED", "SERVING_TEMPERATURE", "SIGNATURES", "SUPER_RESOLUTION_SIGNATURES", "default_cache_dtype",
+    "SERVING_SEED", "SERVING_TEMPERATURE", "SIGNATURES", "SUPER_RESOLUTION_SIGNATURES",
     "existing_versions", "export_archive", "export_model", "known_rows_for", "signature_functions",
     "signature_names",
 ]

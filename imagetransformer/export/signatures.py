@@ -53,15 +53,9 @@ DEFAULT_MAX_BATCH = 64
 # head, the sampler and `log_prob` stay float32), but on CPU it decodes slower: TensorFlow's graph executor computes
 # bfloat16 products with Eigen kernels that convert every element (1.3-1.5x the float32 time in one run on
 # 2026-12-06), and XLA emulates bfloat16 arithmetic on CPU. See BENCHMARKS.md ("Cached sampling").
+# The same for the graph-executor export and the opt-in XLA export.
 CACHE_DTYPES = ("bfloat16", "float32")
 DEFAULT_CACHE_DTYPE = "float32"
-
-
-def default_cache_dtype(jit_compile=False):
-    """The cache dtype an export uses unless told: `DEFAULT_CACHE_DTYPE` (float32) for the graph-executor export
-    and for the opt-in XLA export alike."""
-    del jit_compile  # the same for both exports since 2026-12-06 (bfloat16 was the graph export's default)
-    return DEFAULT_CACHE_DTYPE
 
 
 
@@ -207,12 +201,12 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
     takes the model's condition beside (see `_Inputs`). Every signature refuses more than `max_batch` images.
     The generating signatures keep their key/value caches in `cache_dtype` (see `DEFAULT_CACHE_DTYPE`). With
     `jit_compile` their decoding loop is a nested function that must be compiled with XLA (the opt-in XLA export:
-    TF Serving runs it with `--xla_cpu_compilation_enabled=true` on CPU; see `default_cache_dtype`).
+    TF Serving runs it with `--xla_cpu_compilation_enabled=true` on CPU).
     """
     inputs = _Inputs(model, max_batch)
     height, width, channels = model.image_shape
     order = model.order
-    cache_dtype = default_cache_dtype(jit_compile) if cache_dtype is None else cache_dtype
+    cache_dtype = DEFAULT_CACHE_DTYPE if cache_dtype is None else cache_dtype
     decoder = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
 
     def to_images(tokens, batch):

@@ -24,9 +24,9 @@ import tempfile
 
 from imagetransformer.export.signatures import (
     CACHE_DTYPES,
+    DEFAULT_CACHE_DTYPE,
     DEFAULT_MAX_BATCH,
     ExportError,
-    default_cache_dtype,
     export_archive,
     known_rows_for,
 )
@@ -74,7 +74,7 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         overwrite: replace an existing version (otherwise an `ExportError`).
         max_batch: the most images one request to a signature may hold.
         cache_dtype: dtype of the generating signatures' key/value caches: `"bfloat16"` or `"float32"`; None:
-            `default_cache_dtype()` (float32).
+            `DEFAULT_CACHE_DTYPE` (float32).
         jit_compile: the opt-in XLA export: the generating signatures' decoding loop must be compiled with XLA,
             which TF Serving does on CPU with `--xla_cpu_compilation_enabled=true` (and refuses without it).
 
@@ -89,7 +89,7 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ExportError(f"--max_batch={max_batch!r} must be a positive integer.")
     if cache_dtype is None:
-        cache_dtype = default_cache_dtype(jit_compile)
+        cache_dtype = DEFAULT_CACHE_DTYPE
     if cache_dtype not in CACHE_DTYPES:
         raise ExportError(f"--cache_dtype={cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}.")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
