@@ -129,6 +129,7 @@ def main(argv):
         if FLAGS.exported_xla:  # the opt-in XLA export (TF Serving's --xla_cpu_compilation_enabled)
             exports["xla"] = exported_timing(model, images[:, :known_rows], jit_compile=True,
                                              threads=FLAGS.exported_threads)
+        result["export_s"] = {name: timing["export_s"] for name, timing in exports.items()}
         result["exported"] = {
             f"{name}@{threads}": {**timing[threads], "over_xla": round(
                 timing[threads]["exported_complete_s"] / result["cached_xla_s"], 2)}
