@@ -1,4 +1,4 @@
-"""Shared test setup: quiet TensorFlow, deterministic seeds, and tiny model configurations."""
+"""Shared test setup: quiet TensorFlow on one thread per op, deterministic seeds, and tiny model configurations."""
 
 import contextlib
 import importlib
@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One thread per TensorFlow op in the test processes and (inherited) the programs and servers they start: two xdist
+# workers on two cores, each also starting subprocesses, otherwise oversubscribe the cores (single tests stalled at
+# up to 15x their time alone), and the tests' tiny ops gain nothing from being split across threads.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 from absl import flags  # noqa: E402
 import keras  # noqa: E402
