@@ -5,6 +5,8 @@ attention type:
 
     python bench/sampling_speed.py [--attention=local_1d,local_2d,global] [--batch_size=4] [--repeats=3]
 
+`cached_xla_s` and `cached_graph_s` decode with the default number of parallel loops (`loops`: the batch cut into
+groups decoded side by side, one per core, see `Decoder`), `*_one_loop_s` with one loop over the whole batch.
 `cached_graph_bf16_s` is the graph executor with bfloat16 key/value caches (`--cache_dtype=bfloat16` of
 `complete` and of `python -m imagetransformer.export`). Timings are medians of `--repeats` runs after a warm-up
 (compilation excluded). `exported` times the exported `complete` signature loaded in a fresh process without
@@ -35,7 +37,7 @@ import tensorflow as tf
 
 import imagetransformer as it
 from imagetransformer.export import DEFAULT_CACHE_DTYPE
-from imagetransformer.generation.sampling import get_decoder, per_image_seeds
+from imagetransformer.generation.sampling import default_parallel_loops, get_decoder, per_image_seeds
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("attention", ["local_1d", "local_2d", "global"], "Attention types to time.")
@@ -46,7 +48,7 @@ flags.DEFINE_integer("num_layers", 6, "Decoder blocks.")
 flags.DEFINE_list("exported_batch_sizes", [], "Also time the exported `complete` at these batch sizes (images/s).")
 flags.DEFINE_bool("exported_xla", True, "Also time the opt-in XLA export (`--jit_compile`, float32 caches).")
 flags.DEFINE_list("exported_cache_dtypes", ["bfloat16", "float32"], "Time the (graph) export with these cache dtypes.")
-flags.DEFINE_list("exported_threads", ["0:0", "1:1"],
+flags.DEFINE_list("exported_threads", ["0:0", "1:0"],
                   "Thread settings the exports are timed under, INTRA:INTER as TF Serving's "
                   "--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (0: TensorFlow's default).")
 
@@ -95,8 +97,12 @@ def main(argv):
         result = {"attention": attention, "batch_size": FLAGS.batch_size, "num_layers": FLAGS.num_layers,
                   "generated_pixels": 32 * 32 - known_rows * 32, "forward_s": round(forward_s, 4)}
         for jit in (False, True):
-            result[f"cached_{'xla' if jit else 'graph'}_s"] = round(common.median_time(
-                lambda: it.complete(model, images, known_rows, seed=0, jit_compile=jit).numpy(), FLAGS.repeats), 4)
+            name = f"cached_{'xla' if jit else 'graph'}"
+            result[f"{'xla' if jit else 'graph'}_loops"] = default_parallel_loops(jit)
+            for loops, key in ((None, f"{name}_s"), (1, f"{name}_one_loop_s")):
+                result[key] = round(common.median_time(
+                    lambda: it.complete(model, images, known_rows, seed=0, jit_compile=jit,
+                                        parallel_loops=loops).numpy(), FLAGS.repeats), 4)
         # bfloat16 key/value caches on the graph executor (`cache_dtype`, an export option).
         result["cached_graph_bf16_s"] = round(common.median_time(
             lambda: it.complete(model, images, known_rows, seed=0, jit_compile=False,

@@ -546,6 +546,24 @@ def test_cache_dtype_option(tmp_path):
     assert not (tmp_path / "exported").exists()
 
 
+def test_requests_are_decoded_in_groups_of_any_size(tmp_path):
+    """An export decoding in `parallel_loops` groups takes any batch (its size is unknown when traced): fewer images
+    than groups (an empty group is skipped) and uneven groups give in-process decoding's images."""
+    keras.utils.set_random_seed(0)
+    model = it.ImageTransformer(**tiny_kwargs("local_1d", image_shape=(4, 4, 1)))
+    images = random_images(3, model.image_shape, seed=3)
+    fn, specs = export_lib.signature_functions(model, parallel_loops=2)["complete"]
+    complete = tf.function(fn, input_signature=specs)
+    for batch in (1, 3):
+        seeds = np.arange(4, 4 + batch, dtype=np.int64)
+        exported = complete(images[:batch, :2], seeds, np.ones(batch, np.float32))["images"]
+        expected = it.complete(model, images[:batch], 2, seed=seeds, jit_compile=True, parallel_loops=1)
+        np.testing.assert_array_equal(exported.numpy(), expected.numpy())
+    with pytest.raises(export_lib.ExportError, match="--parallel_loops=0 must be a positive integer"):
+        export_lib.export_model(model, str(tmp_path / "exported"), parallel_loops=0)
+    assert not (tmp_path / "exported").exists()
+
+
 def test_opt_in_xla_export_keeps_its_loop_compiled(tmp_path):
     """`--jit_compile` writes the decoding loop as a function that must be compiled with XLA (what TF Serving's
     `--xla_cpu_compilation_enabled` runs), with float32 caches; loaded back, it completes exactly as in-process XLA

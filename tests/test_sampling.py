@@ -96,6 +96,41 @@ def test_graph_decoding_writes_caches_in_place_and_equals_xla_decoding(attention
     assert "InplaceUpdate" in ops  # the caches' writes (only the small token canvas is scattered)
 
 
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("attention,stem", [("local_1d", 2), ("local_2d", 0), ("global", 0)])
+def test_groups_of_images_decoded_side_by_side_equal_one_loop(jit_compile, attention, stem):
+    """`parallel_loops` cuts the batch into groups decoded by independent loops: uneven groups (3 images in 2) and a
+    stem state whose batch is not its first axis give exactly one loop's images and step parameters."""
+    model = _model(attention, "dmol")
+    if stem:
+        model = it.ImageTransformer(**{**model.get_config(), "conv_stem_layers": stem, "conv_stem_kernel": (1, 1)})
+    images = random_images(3, model.image_shape)
+    kwargs = dict(seed=[3, 4, 5], return_params=True, jit_compile=jit_compile)
+    one, one_params = it.complete(model, images, 2, parallel_loops=1, **kwargs)
+    two, two_params = it.complete(model, images, 2, parallel_loops=2, **kwargs)
+    np.testing.assert_array_equal(two.numpy(), one.numpy())
+    np.testing.assert_allclose(two_params.numpy()[:, 2:], one_params.numpy()[:, 2:], rtol=1e-5, atol=1e-5)
+
+    # Two separate loops: with XLA two calls of the compiled loop, in graph mode two while loops.
+    decoder = sampling.get_decoder(model, jit_compile=jit_compile, parallel_loops=2)
+    tokens = model.order.to_sequence(tf.cast(images, tf.int32))
+    state = decoder.cached.init_state(tokens, model.order.known_length(2))
+    args = (tokens, state, tf.constant(8), tf.constant(model.order.length), decoder.noise(
+        sampling.per_image_seeds(3, 3)), tf.ones([3]))
+    graph = decoder._decode_fns["cached"].get_concrete_function(*args).graph  # pylint: disable=protected-access
+    ops = [node.op for node in graph.as_graph_def().node]
+    loops = ops.count("StatefulPartitionedCall") + ops.count("PartitionedCall") if jit_compile else \
+        ops.count("While") + ops.count("StatelessWhile")
+    assert loops == 2
+
+
+def test_parallel_loops_must_be_a_positive_integer():
+    model = _model("local_1d", "dmol")
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="parallel_loops must be a positive integer"):
+            it.complete(model, random_images(1, model.image_shape), 2, parallel_loops=bad)
+
+
 def test_complete_keeps_known_rows_and_reproduces_with_a_seed():
     model = _model("local_1d", "dmol")
     images = random_images(3, model.image_shape)

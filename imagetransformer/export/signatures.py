@@ -193,7 +193,7 @@ class _Inputs:
 
 
 def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
-                        jit_compile=False):
+                        jit_compile=False, parallel_loops=None):
     """`{name: (fn, input_signature)}` for `ExportArchive.add_endpoint`; graph-only, standard TF ops.
 
     One family for every model (`signature_names`): `serving_default` and `complete` (`super_resolve` for a
@@ -201,13 +201,14 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
     takes the model's condition beside (see `_Inputs`). Every signature refuses more than `max_batch` images.
     The generating signatures keep their key/value caches in `cache_dtype` (see `DEFAULT_CACHE_DTYPE`). With
     `jit_compile` their decoding loop is a nested function that must be compiled with XLA (the opt-in XLA export:
-    TF Serving runs it with `--xla_cpu_compilation_enabled=true` on CPU).
+    TF Serving runs it with `--xla_cpu_compilation_enabled=true` on CPU). A request's images are decoded in up to
+    `parallel_loops` groups side by side (`Decoder`; None: `default_parallel_loops` of the exporting machine).
     """
     inputs = _Inputs(model, max_batch)
     height, width, channels = model.image_shape
     order = model.order
     cache_dtype = DEFAULT_CACHE_DTYPE if cache_dtype is None else cache_dtype
-    decoder = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
+    decoder = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype, parallel_loops=parallel_loops)
 
     def to_images(tokens, batch):
         return tf.reshape(tf.cast(order.from_sequence(tokens), tf.uint8), [batch, height, width, channels])
@@ -277,10 +278,11 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
 
 
 def export_archive(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
-                   jit_compile=False):
+                   jit_compile=False, parallel_loops=None):
     """A `keras.export.ExportArchive` tracking `model` with its signatures (`signature_names`)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, (fn, input_signature) in signature_functions(model, max_batch, cache_dtype, jit_compile).items():
+    for name, (fn, input_signature) in signature_functions(model, max_batch, cache_dtype, jit_compile,
+                                                           parallel_loops).items():
         archive.add_endpoint(name=name, fn=fn, input_signature=input_signature)
     return archive

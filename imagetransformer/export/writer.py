@@ -30,6 +30,7 @@ from imagetransformer.export.signatures import (
     export_archive,
     known_rows_for,
 )
+from imagetransformer.generation.sampling import default_parallel_loops
 
 KERAS_DIR = "keras"
 MAX_VERSION = 2**63 - 1  # TF Serving reads version directory names as int64
@@ -62,7 +63,7 @@ def _paths(export_dir, version):
 
 
 def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEFAULT_MAX_BATCH,
-                 cache_dtype=None, jit_compile=False):
+                 cache_dtype=None, jit_compile=False, parallel_loops=None):
     """Writes the SavedModel `<export_dir>/<version>/` and `<export_dir>/keras/<version>.keras` atomically.
 
     Args:
@@ -77,6 +78,9 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
             `DEFAULT_CACHE_DTYPE` (float32).
         jit_compile: the opt-in XLA export: the generating signatures' decoding loop must be compiled with XLA,
             which TF Serving does on CPU with `--xla_cpu_compilation_enabled=true` (and refuses without it).
+        parallel_loops: the generating signatures decode a request's images in up to this many groups side by
+            side, one per CPU core of the serving machine that TF Serving lets run ops at once (its inter-op
+            threads); None: `default_parallel_loops` of the exporting machine (1 where it has a GPU).
 
     Returns:
         An `ExportResult`.
@@ -92,6 +96,11 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         cache_dtype = DEFAULT_CACHE_DTYPE
     if cache_dtype not in CACHE_DTYPES:
         raise ExportError(f"--cache_dtype={cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}.")
+    if parallel_loops is None:
+        parallel_loops = default_parallel_loops(jit_compile)
+    if isinstance(parallel_loops, bool) or not isinstance(parallel_loops, int) or parallel_loops < 1:
+        raise ExportError(f"--parallel_loops={parallel_loops!r} must be a positive integer (the serving machine's "
+                          "cores, or 1 for a GPU).")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                 or not 1 <= version <= MAX_VERSION):
         raise ExportError(f"--version={version!r} must be a positive integer of at most {MAX_VERSION} (TF Serving's "
@@ -111,7 +120,8 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             pass  # no flock on this file system: unserialized, as before
-        return _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, bool(jit_compile))
+        return _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, bool(jit_compile),
+                              parallel_loops)
     finally:
         os.close(fd)  # releases the lock
         for directory in created:  # deepest first
@@ -138,7 +148,7 @@ def _recover_interrupted(export_dir):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, jit_compile):
+def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype, jit_compile, parallel_loops):
     _recover_interrupted(export_dir)
     if version is None:
         version = max(existing_versions(export_dir), default=0) + 1
@@ -162,7 +172,8 @@ def _export_locked(model, export_dir, version, overwrite, max_batch, cache_dtype
     tmp = tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=export_dir)  # not an integer: TF Serving skips it
     try:
         new_saved_model, new_keras = os.path.join(tmp, "saved_model"), os.path.join(tmp, "model.keras")
-        archive = export_archive(model, max_batch=max_batch, cache_dtype=cache_dtype, jit_compile=jit_compile)
+        archive = export_archive(model, max_batch=max_batch, cache_dtype=cache_dtype, jit_compile=jit_compile,
+                                 parallel_loops=parallel_loops)
         archive.write_out(new_saved_model, verbose=False)
         if not model.compiled:  # so that keras.models.load_model gives a model that `evaluate` and `fit` take
             model.compile(optimizer="adam")  # its own likelihood loss, as `it.from_preset` compiles

@@ -17,6 +17,7 @@ means pairs `(seed_i, 0)`.
 """
 
 import functools
+import os
 import weakref
 
 import keras
@@ -55,7 +56,8 @@ class CachedStep:
       expects; `init_caches(batch_size, condition)`: the state before position 0;
     - `step(previous_token, state, position)` -> (head parameters `[B, P]`, new state);
     - `decode_period` and `begin_block(state, position)`: once per period (a local query block), the decoder
-      moves every layer's attention window.
+      moves every layer's attention window;
+    - `state_batch_axes(state)`: the batch axis of every state tensor (to decode groups of images side by side).
 
     `cache_dtype` (e.g. `"bfloat16"`): the dtype of the self-attention key/value caches (`state["layers"]`); None
     keeps the model's compute dtype. The prefill runs in the compute dtype and its caches are cast once.
@@ -125,6 +127,42 @@ class Sampler:
         return self.head.sample(params, uniforms, self.temperature)
 
 
+def default_parallel_loops(jit_compile=True):
+    """How many decoding loops `Decoder` runs side by side by default: one per CPU core TensorFlow may use at
+    once, where the cached loop runs on CPU.
+
+    A cached step reads every weight and the whole key/value window of each image once, a few FLOPs per byte, so
+    the loop is bound by how fast one core reads memory; a second core reading its own group of images brings its
+    own share of the machine's bandwidth. Concurrent loops need as many inter-op threads (and, for XLA loops, which
+    run on the intra-op pool, as many intra-op threads). On a GPU the loops would only queue on one stream: 1.
+    """
+    if tf.config.list_logical_devices("GPU"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    pools = [_pool_size(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS")]
+    if jit_compile:
+        pools.append(_pool_size(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"))
+    return max(1, min([cores] + [threads for threads in pools if threads > 0]))
+
+
+def _pool_size(configured, variable):
+    """A TensorFlow thread pool's size as set by `tf.config.threading` or, failing that, the environment variable
+    TensorFlow reads; 0 where neither is set (one thread per core)."""
+    if configured:
+        return configured
+    try:
+        return max(0, int(os.environ.get(variable, "0")))
+    except ValueError:
+        return 0
+
+
+def group_sizes(batch_size, groups):
+    """int32 `[groups]`: `batch_size` images cut into `groups` consecutive groups whose sizes differ by at most
+    one (the first `batch_size % groups` one larger; some are empty when `batch_size < groups`)."""
+    batch_size = tf.cast(batch_size, tf.int32)
+    return batch_size // groups + tf.cast(tf.range(groups) < batch_size % groups, tf.int32)
+
+
 class Decoder:
     """One decoding loop for one model, driven by a step function (see `get_decoder`).
 
@@ -137,15 +175,24 @@ class Decoder:
     Without XLA the loops write their caches in place (`imagetransformer.layers.cache_writes`): TensorFlow's
     graph executor would otherwise copy every layer's cache on every step.
 
+    The cached decoder cuts the batch into `parallel_loops` groups of images, each decoded by its own loop; the
+    loops are independent ops, which TensorFlow runs at once on its inter-op threads (`decode_in_groups`). A
+    cached step is bound by memory reads, and each core streams its own group's caches (and the weights), so two
+    cores decode a batch of 4 about twice as fast as one loop over all 4. Every image is decoded from its own
+    seed, so the grouping never changes which distribution an image is drawn from.
+
     Args:
         model: an `ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`.
         jit_compile: compile the step loop with XLA (in-process sampling; in an export, the opt-in XLA export
             that TF Serving runs with `--xla_cpu_compilation_enabled`).
         cache_dtype: dtype of the cached keys and values (`CachedStep`); `"bfloat16"` halves the bytes each step
             reads from the caches, with the head and the sampler still in float32. None: the compute dtype.
+        parallel_loops: how many groups of images the cached decoder decodes side by side (at most one per
+            image); None: `default_parallel_loops(jit_compile)`. The naive decoder (`RerunStep`) is one loop: its
+            steps are whole forward passes, which already use every core.
     """
 
-    def __init__(self, model, jit_compile=True, cache_dtype=None):
+    def __init__(self, model, jit_compile=True, cache_dtype=None, parallel_loops=None):
         self.model = model
         self.jit_compile = bool(jit_compile)
         self.cache_dtype = None if cache_dtype is None else tf.as_dtype(cache_dtype)
@@ -153,13 +200,21 @@ class Decoder:
             raise ValueError(f"cache_dtype must be a floating dtype such as 'bfloat16', got {cache_dtype!r}.")
         self.order = model.order
         self.head = model.head
+        self.parallel_loops = default_parallel_loops(jit_compile) if parallel_loops is None else parallel_loops
+        if int(self.parallel_loops) != self.parallel_loops or self.parallel_loops < 1:
+            raise ValueError(f"parallel_loops must be a positive integer, got {parallel_loops!r}.")
+        self.parallel_loops = int(self.parallel_loops)
         self.cached = CachedStep(model, self.cache_dtype) if model.supports_cache else None
         self.rerun = RerunStep(model)
+        steps = [(name, step) for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None]
+        # One loop over the images it is given (compiled as a whole with XLA), and the driver that runs the
+        # cached decoder's groups of images through it side by side.
+        self._loop_fns = {
+            name: tf.function(functools.partial(self._decode_traced, step), jit_compile=jit_compile,
+                              reduce_retracing=True) for name, step in steps}
         self._decode_fns = {
-            name: tf.function(lambda *args, step=step: self._decode_traced(step, *args), jit_compile=jit_compile,
-                              reduce_retracing=True)
-            for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None
-        }
+            name: tf.function(functools.partial(self.decode_in_groups, step), reduce_retracing=True)
+            for name, step in steps}
         self._init_fns = {name: tf.function(step.init_state, reduce_retracing=True)
                           for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None}
         self._noise_fn = tf.function(per_image_noise)  # map_fn as a graph loop: ~10 us per image, not ~1 ms
@@ -223,17 +278,63 @@ class Decoder:
         )
         return tf.transpose(canvas, [1, 0, 2]), state, params
 
+    def decode_in_groups(self, step, tokens, state, start, stop, noise, temperature, params=None):
+        """`decode`, with the batch cut into up to `parallel_loops` groups of images (`group_sizes`) that are
+        decoded by independent loops (TensorFlow runs them at once on its inter-op threads), joined again after.
+
+        With XLA each group's loop is one compiled function (the SavedModel keeps it so marked). A batch whose
+        size is unknown when traced (the exported signatures) may have fewer images than groups: an empty group's
+        loop is skipped.
+        """
+        loop = self._loop_fns["cached" if step is self.cached else "rerun"]
+        if not self.jit_compile:
+            loop = functools.partial(self._decode_traced, step)  # inline: no function call per group
+        groups = self.parallel_loops if step is self.cached else 1
+        batch = tokens.shape[0]
+        if batch is not None:
+            groups = min(groups, batch)
+        if groups == 1:
+            return loop(tokens, state, start, stop, noise, temperature, params)
+
+        # Every input cut along its batch axis: [B, ...] -> groups x [B_i, ...].
+        keep_params = params is not None and params.shape.rank == 3  # [length, B, P]
+        if batch is None:
+            sizes = tf.unstack(group_sizes(tf.shape(tokens)[0], groups))
+        else:
+            sizes = [batch // groups + (i < batch % groups) for i in range(groups)]
+        state_axes = tf.nest.flatten(step.model.state_batch_axes(state))
+        inputs = [tokens, noise, temperature, *tf.nest.flatten(state)] + ([params] if keep_params else [])
+        axes = [0, 0, 0, *state_axes] + ([1] if keep_params else [])
+        parts = [tf.split(x, tf.stack(sizes) if batch is None else sizes, num=groups, axis=axis)
+                 for x, axis in zip(inputs, axes)]
+
+        def group(i):  # the loop's arguments for group i
+            tokens_i, noise_i, temperature_i, *rest = (part[i] for part in parts)
+            state_i = tf.nest.pack_sequence_as(state, rest[:len(state_axes)])
+            params_i = rest[-1] if keep_params else params
+            return tokens_i, state_i, start, stop, noise_i, temperature_i, params_i
+
+        outputs = []
+        for i, size in enumerate(sizes):
+            args = group(i)
+            if batch is None:  # the loop of an empty group is skipped
+                unchanged = (args[0], args[1], tf.zeros([0], tf.float32) if args[-1] is None else args[-1])
+                outputs.append(tf.cond(size > 0, lambda args=args: loop(*args), lambda unchanged=unchanged: unchanged))
+            else:
+                outputs.append(loop(*args))
+        tokens, states, params = zip(*outputs)
+        state = tf.nest.pack_sequence_as(state, [
+            tf.concat(tensors, axis) for axis, *tensors in zip(state_axes, *map(tf.nest.flatten, states))])
+        return tf.concat(tokens, 0), state, tf.concat(params, axis=1) if keep_params else params[0]
+
     def complete_tokens(self, tokens, known_length, seeds, temperature, condition=None):
         """Graph-only completion (what the exported signatures run): tokens `[B, length, token]` with
         `known_length` given -> all generated, with the cached step where the model has one."""
         noise = per_image_noise(seeds, self.order.length, self.head.noise_size)
         step = self.step_function()
         state = step.init_state(tokens, known_length, condition)
-        # With XLA the loop is a nested function that must be compiled (the SavedModel keeps it so marked).
-        decode = (self._decode_fns["cached" if step is self.cached else "rerun"] if self.jit_compile
-                  else functools.partial(self._decode_traced, step))
-        tokens, _, _ = decode(tokens, state, tf.constant(known_length, tf.int32), tf.constant(self.order.length),
-                              noise, temperature)
+        tokens, _, _ = self.decode_in_groups(step, tokens, state, tf.constant(known_length, tf.int32),
+                                             tf.constant(self.order.length), noise, temperature)
         return tokens
 
     # ----------------------------------------------------------------------------------------------------------
@@ -266,12 +367,15 @@ class Decoder:
         return tokens, (tf.transpose(params, [1, 0, 2]) if keep_params else None)
 
 
-def get_decoder(model, jit_compile=True, cache_dtype=None):
+def get_decoder(model, jit_compile=True, cache_dtype=None, parallel_loops=None):
     """The (cached) `Decoder` of `model`; compiled functions are reused across calls."""
-    key = (bool(jit_compile), None if cache_dtype is None else tf.as_dtype(cache_dtype).name)
+    if parallel_loops is None:
+        parallel_loops = default_parallel_loops(jit_compile)
+    key = (bool(jit_compile), None if cache_dtype is None else tf.as_dtype(cache_dtype).name, parallel_loops)
     decoders = _DECODERS.setdefault(model, {})
     if key not in decoders:
-        decoders[key] = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
+        decoders[key] = Decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype,
+                                parallel_loops=parallel_loops)
     return decoders[key]
 
 
@@ -290,7 +394,7 @@ def _check_temperature(temperature, batch_size):
 
 def complete(
     model, images, known_rows, temperature=1.0, seed=0, use_cache=True, progress=False, return_params=False,
-    jit_compile=True, labels=None, low_res=None, cache_dtype=None,
+    jit_compile=True, labels=None, low_res=None, cache_dtype=None, parallel_loops=None,
 ):
     """Completes images from their first `known_rows` rows.
 
@@ -313,6 +417,8 @@ def complete(
         cache_dtype: dtype of the cached decoder's key/value caches, e.g. `"bfloat16"` (half the bytes read per
             step; the head and the sampler stay float32, so the samples follow the model up to the rounding of the
             cached keys and values). None: the model's compute dtype, exactly the model's distribution.
+        parallel_loops: groups of images the cached decoder decodes side by side (see `Decoder`); None: one per
+            CPU core TensorFlow may use at once (`default_parallel_loops`), 1 on a GPU.
 
     Returns:
         uint8 `[B, H, W, C]` (and the parameters if `return_params`).
@@ -343,7 +449,7 @@ def complete(
     # Nothing past the known rows is read: clear it so a result never depends on it.
     keep = tf.cast(tf.range(order.length) < known_length, tf.int32)[None, :, None]
     tokens *= keep
-    decoder = get_decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype)
+    decoder = get_decoder(model, jit_compile=jit_compile, cache_dtype=cache_dtype, parallel_loops=parallel_loops)
     noise = decoder.noise(seeds)
     to_generate = order.length - known_length
     bar = keras.utils.Progbar(to_generate, unit_name="position") if progress and to_generate else None
@@ -362,7 +468,7 @@ def complete(
 
 
 def sample(model, batch_size, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True,
-           labels=None, cache_dtype=None):
+           labels=None, cache_dtype=None, parallel_loops=None):
     """Samples from the model (of the classes `labels` for a class-conditional model): uint8
     `[batch_size, H, W, C]` (see `complete` for the arguments)."""
     if int(batch_size) < 1:
@@ -370,12 +476,12 @@ def sample(model, batch_size, temperature=1.0, seed=0, use_cache=True, progress=
     images = tf.zeros([int(batch_size), *model.image_shape], tf.uint8)
     return complete(
         model, images, 0, temperature=temperature, seed=seed, use_cache=use_cache, progress=progress,
-        jit_compile=jit_compile, labels=labels, cache_dtype=cache_dtype,
+        jit_compile=jit_compile, labels=labels, cache_dtype=cache_dtype, parallel_loops=parallel_loops,
     )
 
 
 def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progress=False, jit_compile=True,
-                  cache_dtype=None):
+                  cache_dtype=None, parallel_loops=None):
     """Samples full-resolution images given their low-resolution versions, with a `SuperResolutionTransformer`.
 
     The encoder runs once per image (in the prefill); then the cached decoder generates every position,
@@ -384,7 +490,7 @@ def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progr
     Args:
         model: a `SuperResolutionTransformer`.
         low_res: integer `[B, h, w, C]` (values 0..255), `h, w = H / scale, W / scale`.
-        temperature, seed, use_cache, progress, jit_compile, cache_dtype: as for `complete`.
+        temperature, seed, use_cache, progress, jit_compile, cache_dtype, parallel_loops: as for `complete`.
 
     Returns:
         uint8 `[B, H, W, C]`.
@@ -399,4 +505,4 @@ def super_resolve(model, low_res, temperature=1.0, seed=0, use_cache=True, progr
                          f"{list(low_res.shape)}.")
     images = tf.zeros([batch_size, *model.image_shape], tf.uint8)
     return complete(model, images, 0, temperature=temperature, seed=seed, use_cache=use_cache, progress=progress,
-                    jit_compile=jit_compile, low_res=low_res, cache_dtype=cache_dtype)
+                    jit_compile=jit_compile, low_res=low_res, cache_dtype=cache_dtype, parallel_loops=parallel_loops)

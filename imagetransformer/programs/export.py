@@ -37,6 +37,10 @@ flags.DEFINE_enum("cache_dtype", None, CACHE_DTYPES, "Dtype of the decoder's key
                   "step, which pays only where bfloat16 products are fast (on CPU both executors decode it slower).")
 flags.DEFINE_bool("jit_compile", False, "Opt-in XLA export: the generating signatures' decoding loop must be compiled "
                   "with XLA (faster on CPU); TF Serving then needs --xla_cpu_compilation_enabled=true.")
+flags.DEFINE_integer("parallel_loops", None, "The generating signatures decode a request's images in up to this many "
+                     "groups side by side: the serving machine's CPU cores (decoding is bound by each core's memory "
+                     "reads), 1 to serve on a GPU; default: this machine's cores, or 1 where it has a GPU.",
+                     lower_bound=1)
 
 
 def main(argv):
@@ -49,7 +53,7 @@ def main(argv):
     try:
         model = checkpoints.load_model(model_dir)
         result = export_model(model, FLAGS.export_dir, FLAGS.version, FLAGS.overwrite, FLAGS.max_batch,
-                              FLAGS.cache_dtype, FLAGS.jit_compile)
+                              FLAGS.cache_dtype, FLAGS.jit_compile, FLAGS.parallel_loops)
     except (checkpoints.CheckpointError, ExportError) as e:
         cli.fail(e)
     print(f"exported version {result.version}: SavedModel {result.saved_model_dir} "
