@@ -8,7 +8,9 @@ step function says how a position's head parameters are computed, and a `Sampler
 - `RerunStep` (`use_cache=False`, and models without caches such as `PixelCNNPlusPlus`): the naive reference,
   which re-runs the whole network for every position.
 
-Both draw from the same distribution and, given the same seeds, the same images.
+Both draw from the same distribution and, given the same seeds, the same images. The cached decoder runs one
+loop per group of images, the groups side by side (`Decoder.decode_in_groups`, `parallel_loops`): its steps are
+bound by one core's memory reads, so each core decodes its own group.
 
 Randomness is stateless and per image: image `i` draws all its noise up front from its own seed pair, so an
 image depends only on its own seed and inputs, not on what else is in the batch (TF Serving merges requests
