@@ -96,9 +96,9 @@ def test_graph_decoding_writes_caches_in_place_and_equals_xla_decoding(attention
     assert "InplaceUpdate" in ops  # the caches' writes (only the small token canvas is scattered)
 
 
-@pytest.mark.parametrize("jit_compile", [True, False])
-@pytest.mark.parametrize("attention,stem", [("local_1d", 2), ("local_2d", 0), ("global", 0)])
-def test_groups_of_images_decoded_side_by_side_equal_one_loop(jit_compile, attention, stem):
+@pytest.mark.parametrize("attention,stem,jit_compile", [("local_1d", 2, True), ("local_1d", 2, False),
+                                                        ("local_2d", 0, False), ("global", 0, False)])
+def test_groups_of_images_decoded_side_by_side_equal_one_loop(attention, stem, jit_compile):
     """`parallel_loops` cuts the batch into groups decoded by independent loops: uneven groups (3 images in 2) and a
     stem state whose batch is not its first axis give exactly one loop's images and step parameters."""
     model = _model(attention, "dmol")
