@@ -30,7 +30,6 @@ from imagetransformer.export.signatures import (
     export_archive,
     known_rows_for,
 )
-from imagetransformer.generation.sampling import default_parallel_loops
 
 KERAS_DIR = "keras"
 MAX_VERSION = 2**63 - 1  # TF Serving reads version directory names as int64
@@ -96,9 +95,8 @@ def export_model(model, export_dir, version=None, overwrite=False, max_batch=DEF
         cache_dtype = DEFAULT_CACHE_DTYPE
     if cache_dtype not in CACHE_DTYPES:
         raise ExportError(f"--cache_dtype={cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}.")
-    if parallel_loops is None:
-        parallel_loops = default_parallel_loops(jit_compile)
-    if isinstance(parallel_loops, bool) or not isinstance(parallel_loops, int) or parallel_loops < 1:
+    if parallel_loops is not None and (isinstance(parallel_loops, bool) or not isinstance(parallel_loops, int)
+                                       or parallel_loops < 1):
         raise ExportError(f"--parallel_loops={parallel_loops!r} must be a positive integer (the serving machine's "
                           "cores, or 1 for a GPU).")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)

@@ -209,11 +209,11 @@ class Decoder:
         self.cached = CachedStep(model, self.cache_dtype) if model.supports_cache else None
         self.rerun = RerunStep(model)
         steps = [(name, step) for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None]
-        # One loop over the images it is given (compiled as a whole with XLA), and the driver that runs the
-        # cached decoder's groups of images through it side by side.
+        # With XLA, one compiled loop over the images it is given; the driver runs the cached decoder's groups of
+        # images through it side by side (without XLA the groups' loops are traced inline into the driver).
         self._loop_fns = {
-            name: tf.function(functools.partial(self._decode_traced, step), jit_compile=jit_compile,
-                              reduce_retracing=True) for name, step in steps}
+            name: tf.function(functools.partial(self._decode_traced, step), jit_compile=True, reduce_retracing=True)
+            for name, step in steps} if jit_compile else {}
         self._decode_fns = {
             name: tf.function(functools.partial(self.decode_in_groups, step), reduce_retracing=True)
             for name, step in steps}
@@ -287,9 +287,10 @@ class Decoder:
         size is unknown when traced (the exported signatures) may have fewer images than groups: an empty group's
         loop is skipped.
         """
-        loop = self._loop_fns["cached" if step is self.cached else "rerun"]
-        if not self.jit_compile:
-            loop = functools.partial(self._decode_traced, step)  # inline: no function call per group
+        if self.jit_compile:
+            loop = self._loop_fns["cached" if step is self.cached else "rerun"]
+        else:  # inline: no function call per group
+            loop = functools.partial(self._decode_traced, step)
         groups = self.parallel_loops if step is self.cached else 1
         batch = tokens.shape[0]
         if batch is not None:
