@@ -86,11 +86,11 @@ def test_graph_decoding_writes_caches_in_place_and_equals_xla_decoding(attention
     state = decoder.cached.init_state(tokens, known)
     before = tf.nest.map_structure(lambda t: t.numpy().copy(), state)
     noise = decoder.noise(sampling.per_image_seeds(5, 2))
-    args = (tokens, state, tf.constant(known), tf.constant(model.order.length), noise, tf.ones([2]))
-    decode = decoder._decode_fns["cached"]  # pylint: disable=protected-access
-    first = decode(*args)[0].numpy()
+    args = ([tokens], [state], tf.constant(known), tf.constant(model.order.length), [noise], [tf.ones([2])], [None])
+    decode = decoder._decode_fns["cached"]  # pylint: disable=protected-access (one group of images)
+    first = decode(*args)[0][0].numpy()
     tf.nest.map_structure(np.testing.assert_array_equal, tf.nest.map_structure(lambda t: t.numpy(), state), before)
-    np.testing.assert_array_equal(decode(*args)[0].numpy(), first)  # the same inputs, the same images
+    np.testing.assert_array_equal(decode(*args)[0][0].numpy(), first)  # the same inputs, the same images
     ops = {node.op for f in decode.get_concrete_function(*args).graph.as_graph_def().library.function
            for node in f.node_def}
     assert "InplaceUpdate" in ops  # the caches' writes (only the small token canvas is scattered)
@@ -111,12 +111,15 @@ def test_groups_of_images_decoded_side_by_side_equal_one_loop(attention, stem, j
     np.testing.assert_array_equal(two.numpy(), one.numpy())
     np.testing.assert_allclose(two_params.numpy()[:, 2:], one_params.numpy()[:, 2:], rtol=1e-5, atol=1e-5)
 
-    # Two separate loops: with XLA two calls of the compiled loop, in graph mode two while loops.
+    # Two groups, each with its own prefill and its own loop: with XLA two calls of the compiled loop, in graph
+    # mode two while loops.
     decoder = sampling.get_decoder(model, jit_compile=jit_compile, parallel_loops=2)
-    tokens = model.order.to_sequence(tf.cast(images, tf.int32))
-    state = decoder.cached.init_state(tokens, model.order.known_length(2))
-    args = (tokens, state, tf.constant(8), tf.constant(model.order.length), decoder.noise(
-        sampling.per_image_seeds(3, 3)), tf.ones([3]))
+    tokens = sampling.split_batch(model.order.to_sequence(tf.cast(images, tf.int32)), [2, 1])
+    states = decoder._prefill_fns["cached"](tokens, model.order.known_length(2), [None, None])  # pylint: disable=protected-access
+    assert [state["layers"][0]["keys"].shape[0] for state in states] == [2, 1]
+    noise = sampling.split_batch(decoder.noise(sampling.per_image_seeds(3, 3)), [2, 1])
+    args = (tokens, states, tf.constant(8), tf.constant(model.order.length), noise, [tf.ones([2]), tf.ones([1])],
+            [None, None])
     graph = decoder._decode_fns["cached"].get_concrete_function(*args).graph  # pylint: disable=protected-access
     ops = [node.op for node in graph.as_graph_def().node]
     loops = ops.count("StatefulPartitionedCall") + ops.count("PartitionedCall") if jit_compile else \

@@ -8,9 +8,10 @@ step function says how a position's head parameters are computed, and a `Sampler
 - `RerunStep` (`use_cache=False`, and models without caches such as `PixelCNNPlusPlus`): the naive reference,
   which re-runs the whole network for every position.
 
-Both draw from the same distribution and, given the same seeds, the same images. The cached decoder runs one
-loop per group of images, the groups side by side (`Decoder.decode_in_groups`, `parallel_loops`): its steps are
-bound by one core's memory reads, so each core decodes its own group.
+Both draw from the same distribution and, given the same seeds, the same images. The cached decoder cuts the
+batch into groups of images (`parallel_loops`), each prefilled and decoded on its own, the groups side by side
+(`Decoder.prefill`, `Decoder.decode_groups`): its steps are bound by one core's memory reads, so each core
+decodes its own group.
 
 Randomness is stateless and per image: image `i` draws all its noise up front from its own seed pair, so an
 image depends only on its own seed and inputs, not on what else is in the batch (TF Serving merges requests
@@ -58,8 +59,7 @@ class CachedStep:
       expects; `init_caches(batch_size, condition)`: the state before position 0;
     - `step(previous_token, state, position)` -> (head parameters `[B, P]`, new state);
     - `decode_period` and `begin_block(state, position)`: once per period (a local query block), the decoder
-      moves every layer's attention window;
-    - `state_batch_axes(state)`: the batch axis of every state tensor (to decode groups of images side by side).
+      moves every layer's attention window.
 
     `cache_dtype` (e.g. `"bfloat16"`): the dtype of the self-attention key/value caches (`state["layers"]`); None
     keeps the model's compute dtype. The prefill runs in the compute dtype and its caches are cast once.
@@ -177,11 +177,12 @@ class Decoder:
     Without XLA the loops write their caches in place (`imagetransformer.layers.cache_writes`): TensorFlow's
     graph executor would otherwise copy every layer's cache on every step.
 
-    The cached decoder cuts the batch into `parallel_loops` groups of images, each decoded by its own loop; the
-    loops are independent ops, which TensorFlow runs at once on its inter-op threads (`decode_in_groups`). A
-    cached step is bound by memory reads, and each core streams its own group's caches (and the weights): on a
-    2-core machine two XLA loops decoded a batch of 4 1.4-1.7x as fast as one loop over all 4. Every image is
-    decoded from its own seed, so the grouping never changes which distribution an image is drawn from.
+    The cached decoder cuts the batch into `parallel_loops` groups of images, each prefilled and decoded by its
+    own loop; the groups' ops are independent, and TensorFlow runs them at once on its inter-op threads
+    (`prefill`, `decode_groups`). A cached step is bound by memory reads, and each core streams its own group's
+    caches (and the weights): on a 2-core machine two XLA loops decoded a batch of 4 1.4-1.7x as fast as one loop
+    over all 4. Every image is decoded from its own seed, so the grouping never changes which distribution an
+    image is drawn from.
 
     Args:
         model: an `ImageTransformer`, `SuperResolutionTransformer` or `PixelCNNPlusPlus`.
@@ -209,15 +210,16 @@ class Decoder:
         self.cached = CachedStep(model, self.cache_dtype) if model.supports_cache else None
         self.rerun = RerunStep(model)
         steps = [(name, step) for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None]
-        # With XLA, one compiled loop over the images it is given; the driver runs the cached decoder's groups of
-        # images through it side by side (without XLA the groups' loops are traced inline into the driver).
+        # With XLA, one compiled loop over the images of one group (without XLA the loops are traced inline).
         self._loop_fns = {
             name: tf.function(functools.partial(self._decode_traced, step), jit_compile=True, reduce_retracing=True)
             for name, step in steps} if jit_compile else {}
+        # The eager driver's functions, over lists with one entry per group of images.
+        self._prefill_fns = {
+            name: tf.function(functools.partial(self.prefill, step), reduce_retracing=True) for name, step in steps}
         self._decode_fns = {
-            name: tf.function(functools.partial(self.decode_in_groups, step), reduce_retracing=True)
+            name: tf.function(functools.partial(self.decode_groups, step), reduce_retracing=True)
             for name, step in steps}
-        self._init_fns = {name: tf.function(step.init_state, reduce_retracing=True) for name, step in steps}
         self._noise_fn = tf.function(per_image_noise)  # map_fn as a graph loop: ~10 us per image, not ~1 ms
 
     def step_function(self, use_cache=True):
@@ -279,65 +281,65 @@ class Decoder:
         )
         return tf.transpose(canvas, [1, 0, 2]), state, params
 
-    def decode_in_groups(self, step, tokens, state, start, stop, noise, temperature, params=None):
-        """`decode`, with the batch cut into up to `parallel_loops` groups of images (`group_sizes`) that are
-        decoded by independent loops (TensorFlow runs them at once on its inter-op threads), joined again after.
+    def prefill(self, step, tokens, known_length, condition):
+        """The step function's state for each group of images: `tokens` and `condition` are lists with one
+        entry per group (`condition` entries may be None). The groups' prefills are independent ops, which
+        TensorFlow runs at once: a teacher-forced pass over a few images splits poorly over the intra-op
+        threads, and two half batches side by side took half the time of the whole batch on 2 cores."""
+        return [step.init_state(tokens_i, known_length, condition_i)
+                for tokens_i, condition_i in zip(tokens, condition)]
 
-        With XLA each group's loop is one compiled function (the SavedModel keeps it so marked). A batch whose
-        size is unknown when traced (the exported signatures) may have fewer images than groups: an empty group's
-        loop is skipped.
-        """
+    def _loop(self, step):
+        """The decoding loop of one group of images: with XLA one compiled function (the SavedModel keeps it so
+        marked), else `decode` traced inline."""
         if self.jit_compile:
-            loop = self._loop_fns["cached" if step is self.cached else "rerun"]
-        else:  # inline: no function call per group
-            loop = functools.partial(self._decode_traced, step)
+            return self._loop_fns["cached" if step is self.cached else "rerun"]
+        return functools.partial(self._decode_traced, step)
+
+    def decode_groups(self, step, tokens, states, start, stop, noise, temperature, params):
+        """`decode` of each group of images by its own loop; the loops are independent ops, which TensorFlow runs
+        at once on its inter-op threads. Every argument but `step`, `start` and `stop` is a list with one entry
+        per group (`params` entries may be None). Returns lists `(tokens, states, params)`."""
+        loop = self._loop(step)
+        outputs = [loop(*args) for args in zip(tokens, states, [start] * len(tokens), [stop] * len(tokens), noise,
+                                                temperature, params)]
+        tokens, states, params = (list(parts) for parts in zip(*outputs))
+        return tokens, states, [p if p is not None and p.shape.rank == 3 else None for p in params]
+
+    def group_count(self, step, batch_size):
+        """How many groups of images `step` decodes side by side: up to `parallel_loops` for the cached decoder
+        (at most one per image where the batch size is known), one for the naive decoder (its steps are whole
+        forward passes, which already use every core)."""
         groups = self.parallel_loops if step is self.cached else 1
-        batch = tokens.shape[0]
-        if batch is not None:
-            groups = min(groups, batch)
-        if groups == 1:
-            return loop(tokens, state, start, stop, noise, temperature, params)
-
-        # Every input cut along its batch axis: [B, ...] -> groups x [B_i, ...].
-        keep_params = params is not None and params.shape.rank == 3  # [length, B, P]
-        if batch is None:
-            sizes = tf.unstack(group_sizes(tf.shape(tokens)[0], groups))
-        else:
-            sizes = [batch // groups + (i < batch % groups) for i in range(groups)]
-        state_axes = tf.nest.flatten(step.model.state_batch_axes(state))
-        inputs = [tokens, noise, temperature, *tf.nest.flatten(state)] + ([params] if keep_params else [])
-        axes = [0, 0, 0, *state_axes] + ([1] if keep_params else [])
-        parts = [tf.split(x, tf.stack(sizes) if batch is None else sizes, num=groups, axis=axis)
-                 for x, axis in zip(inputs, axes)]
-
-        def group(i):  # the loop's arguments for group i
-            tokens_i, noise_i, temperature_i, *rest = (part[i] for part in parts)
-            state_i = tf.nest.pack_sequence_as(state, rest[:len(state_axes)])
-            params_i = rest[-1] if keep_params else params
-            return tokens_i, state_i, start, stop, noise_i, temperature_i, params_i
-
-        outputs = []
-        for i, size in enumerate(sizes):
-            args = group(i)
-            if batch is None:  # the loop of an empty group is skipped
-                unchanged = (args[0], args[1], tf.zeros([0], tf.float32) if args[-1] is None else args[-1])
-                outputs.append(tf.cond(size > 0, lambda args=args: loop(*args), lambda unchanged=unchanged: unchanged))
-            else:
-                outputs.append(loop(*args))
-        tokens, states, params = zip(*outputs)
-        state = tf.nest.pack_sequence_as(state, [
-            tf.concat(tensors, axis) for axis, *tensors in zip(state_axes, *map(tf.nest.flatten, states))])
-        return tf.concat(tokens, 0), state, tf.concat(params, axis=1) if keep_params else params[0]
+        return groups if batch_size is None else max(1, min(groups, batch_size))
 
     def complete_tokens(self, tokens, known_length, seeds, temperature, condition=None):
         """Graph-only completion (what the exported signatures run): tokens `[B, length, token]` with
-        `known_length` given -> all generated, with the cached step where the model has one."""
+        `known_length` given -> all generated, with the cached step where the model has one.
+
+        The batch is cut into groups (`group_count`), each prefilled and decoded on its own, side by side. The
+        batch size of an exported signature is unknown when it is traced, so a request may hold fewer images
+        than groups: an empty group is skipped.
+        """
         noise = per_image_noise(seeds, self.order.length, self.head.noise_size)
         step = self.step_function()
-        state = step.init_state(tokens, known_length, condition)
-        tokens, _, _ = self.decode_in_groups(step, tokens, state, tf.constant(known_length, tf.int32),
-                                             tf.constant(self.order.length), noise, temperature)
-        return tokens
+        batch = tokens.shape[0]
+        groups = self.group_count(step, batch)
+        start, stop = tf.constant(known_length, tf.int32), tf.constant(self.order.length)
+
+        def generate(tokens, noise, temperature, condition):
+            state = step.init_state(tokens, known_length, condition)
+            return self._loop(step)(tokens, state, start, stop, noise, temperature, None)[0]
+
+        if groups == 1:
+            return generate(tokens, noise, temperature, condition)
+        sizes = ([batch // groups + (i < batch % groups) for i in range(groups)] if batch is not None
+                 else tf.unstack(group_sizes(tf.shape(tokens)[0], groups)))
+        parts = zip(*(split_batch(x, sizes) for x in (tokens, noise, temperature, condition)))
+        if batch is not None:
+            return tf.concat([generate(*part) for part in parts], 0)
+        return tf.concat([tf.cond(size > 0, lambda part=part: generate(*part), lambda part=part: part[0])
+                          for size, part in zip(sizes, parts)], 0)
 
     # ----------------------------------------------------------------------------------------------------------
     # Eager driver.
@@ -345,28 +347,45 @@ class Decoder:
     def run(self, tokens, known_length, noise, temperature, use_cache=True, chunk=None, progress=None,
             keep_params=False, condition=None, stop=None):
         """Decodes positions `known_length..stop` (default: all) with compiled loops of `chunk` positions each
-        (default: all at once), updating `progress` (a Keras `Progbar`) after each chunk.
+        (default: all at once), updating `progress` (a Keras `Progbar`) after each chunk. The batch is cut into
+        groups of images once (`group_count`); each group keeps its own state from the prefill to the end.
 
         Returns:
             `(tokens, params)`: params `[B, length, P]` with `keep_params`, else None.
         """
         name = "cached" if use_cache and self.cached is not None else "rerun"
+        step = self.cached if name == "cached" else self.rerun
         stop = self.order.length if stop is None else stop
-        state = self._init_fns[name](tokens, known_length, condition)
-        params = None
+        batch = int(tokens.shape[0])
+        groups = self.group_count(step, batch)
+        sizes = [batch // groups + (i < batch % groups) for i in range(groups)]
+        tokens, noise, temperature, condition = (split_batch(x, sizes) for x in (tokens, noise, temperature,
+                                                                                   condition))
+        states = self._prefill_fns[name](tokens, known_length, condition)
+        params = [None] * groups
         if keep_params:
-            params = tf.zeros([self.order.length, tf.shape(tokens)[0], self.head.params_size], tf.float32)
+            params = [tf.zeros([self.order.length, size, self.head.params_size], tf.float32) for size in sizes]
         chunk = chunk or self.order.length
         position = known_length
         while position < stop:
             end = min(position + chunk, stop)
-            tokens, state, params = self._decode_fns[name](
-                tokens, state, tf.constant(position), tf.constant(end), noise, temperature, params
+            tokens, states, params = self._decode_fns[name](
+                tokens, states, tf.constant(position), tf.constant(end), noise, temperature, params
             )
             position = end
             if progress is not None:
                 progress.update(position - known_length)
-        return tokens, (tf.transpose(params, [1, 0, 2]) if keep_params else None)
+        return tf.concat(tokens, 0), (tf.transpose(tf.concat(params, 1), [1, 0, 2]) if keep_params else None)
+
+
+def split_batch(x, sizes):
+    """`x` `[B, ...]` cut along its first axis into groups of `sizes` images (a list of ints or int32 scalars); a
+    list of None where `x` is None."""
+    if x is None:
+        return [None] * len(sizes)
+    if all(isinstance(size, int) for size in sizes):
+        return tf.split(x, sizes, axis=0)
+    return tf.split(x, tf.stack(sizes), num=len(sizes), axis=0)
 
 
 def get_decoder(model, jit_compile=True, cache_dtype=None, parallel_loops=None):

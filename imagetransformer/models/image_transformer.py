@@ -411,15 +411,6 @@ class ImageTransformer(AutoregressiveImageModel):
                   for block, cache in zip(self.decoder_blocks, state["layers"])]
         return {**state, "layers": caches}
 
-    def state_batch_axes(self, state):
-        """The batch axis of each tensor of a decoder state (a nest like `state`): 0, except the convolutional
-        stem's grids `[rows, cols, batch, hidden]` (axis 2). The decoder cuts a state into groups of images along
-        these axes (`Decoder.decode_in_groups`)."""
-        axes = tf.nest.map_structure(lambda _: 0, state)
-        if "stem" in state:
-            axes["stem"] = tf.nest.map_structure(lambda _: 2, state["stem"])
-        return axes
-
     def init_caches(self, batch_size, condition=None):
         """The decoder state before any position: empty per-layer key/value caches for `batch_size` images (and
         the `conditioning` of `condition` for a conditional model)."""
