@@ -210,10 +210,12 @@ class Decoder:
         self.cached = CachedStep(model, self.cache_dtype) if model.supports_cache else None
         self.rerun = RerunStep(model)
         steps = [(name, step) for name, step in (("cached", self.cached), ("rerun", self.rerun)) if step is not None]
-        # With XLA, one compiled loop over the images of one group (without XLA the loops are traced inline).
+        # The loop over the images of one group, traced once and called once per group (with XLA, compiled; else
+        # unmarked, so that an export holds no XLA attribute).
         self._loop_fns = {
-            name: tf.function(functools.partial(self._decode_traced, step), jit_compile=True, reduce_retracing=True)
-            for name, step in steps} if jit_compile else {}
+            name: tf.function(functools.partial(self._decode_traced, step), jit_compile=self.jit_compile or None,
+                              reduce_retracing=True)
+            for name, step in steps}
         # The eager driver's functions, over lists with one entry per group of images.
         self._prefill_fns = {
             name: tf.function(functools.partial(self.prefill, step), reduce_retracing=True) for name, step in steps}
@@ -290,11 +292,10 @@ class Decoder:
                 for tokens_i, condition_i in zip(tokens, condition)]
 
     def _loop(self, step):
-        """The decoding loop of one group of images: with XLA one compiled function (the SavedModel keeps it so
-        marked), else `decode` traced inline."""
-        if self.jit_compile:
-            return self._loop_fns["cached" if step is self.cached else "rerun"]
-        return functools.partial(self._decode_traced, step)
+        """The decoding loop of one group of images: one function, traced once however many groups call it (an
+        export traces each generating signature's loop once); with XLA a compiled one, which the SavedModel keeps
+        so marked."""
+        return self._loop_fns["cached" if step is self.cached else "rerun"]
 
     def decode_groups(self, step, tokens, states, start, stop, noise, temperature, params):
         """`decode` of each group of images by its own loop; the loops are independent ops, which TensorFlow runs
