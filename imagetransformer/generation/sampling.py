@@ -159,10 +159,13 @@ def _pool_size(configured, variable):
 
 
 def group_sizes(batch_size, groups):
-    """int32 `[groups]`: `batch_size` images cut into `groups` consecutive groups whose sizes differ by at most
-    one (the first `batch_size % groups` one larger; some are empty when `batch_size < groups`)."""
+    """`batch_size` images cut into `groups` consecutive groups whose sizes differ by at most one (the first
+    `batch_size % groups` one larger; some are empty when `batch_size < groups`): a list of `groups` ints for an
+    int `batch_size`, of int32 scalars for a tensor (a batch size known only when the graph runs)."""
+    if isinstance(batch_size, int):
+        return [batch_size // groups + (i < batch_size % groups) for i in range(groups)]
     batch_size = tf.cast(batch_size, tf.int32)
-    return batch_size // groups + tf.cast(tf.range(groups) < batch_size % groups, tf.int32)
+    return tf.unstack(batch_size // groups + tf.cast(tf.range(groups) < batch_size % groups, tf.int32))
 
 
 class Decoder:
@@ -334,8 +337,7 @@ class Decoder:
 
         if groups == 1:
             return generate(tokens, noise, temperature, condition)
-        sizes = ([batch // groups + (i < batch % groups) for i in range(groups)] if batch is not None
-                 else tf.unstack(group_sizes(tf.shape(tokens)[0], groups)))
+        sizes = group_sizes(tf.shape(tokens)[0] if batch is None else batch, groups)
         parts = zip(*(split_batch(x, sizes) for x in (tokens, noise, temperature, condition)))
         if batch is not None:
             return tf.concat([generate(*part) for part in parts], 0)
@@ -359,7 +361,7 @@ class Decoder:
         stop = self.order.length if stop is None else stop
         batch = int(tokens.shape[0])
         groups = self.group_count(step, batch)
-        sizes = [batch // groups + (i < batch % groups) for i in range(groups)]
+        sizes = group_sizes(batch, groups)
         tokens, noise, temperature, condition = (split_batch(x, sizes) for x in (tokens, noise, temperature,
                                                                                    condition))
         states = self._prefill_fns[name](tokens, known_length, condition)
