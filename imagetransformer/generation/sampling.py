@@ -356,8 +356,8 @@ class Decoder:
         Returns:
             `(tokens, params)`: params `[B, length, P]` with `keep_params`, else None.
         """
-        name = "cached" if use_cache and self.cached is not None else "rerun"
-        step = self.cached if name == "cached" else self.rerun
+        step = self.step_function(use_cache)
+        name = "cached" if step is self.cached else "rerun"
         stop = self.order.length if stop is None else stop
         batch = int(tokens.shape[0])
         groups = self.group_count(step, batch)
