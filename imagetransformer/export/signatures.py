@@ -227,19 +227,29 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
         tokens = decoder.complete_tokens(tokens, known_length, per_image_seeds(seed, batch), temperature, condition)
         return to_images(tokens, batch)
 
+    # One traced generation shared by `serving_default`, `serve` and `complete`, which differ only in their checks
+    # and defaults: generation is most of each endpoint's graph, and an export traces every endpoint twice (Keras
+    # lists the variables it uses, then `tf.saved_model.save` traces it again in its save context).
+    per_image = [tf.TensorSpec([None], tf.int64, name="seed"), tf.TensorSpec([None], tf.float32, name="temperature")]
+    traced_generate = tf.function(generate, input_signature=[inputs.source_spec(), *per_image, *inputs.label_specs()],
+                                  autograph=False)
+
+    def generated(source, seed, temperature, label):
+        return {"images": traced_generate(source, seed, temperature, *([] if label is None else [label]))}
+
     def serving_default(source, label=None):
         with tf.control_dependencies([inputs.check_source(source)]):
             source, label = _checked(inputs.check_label(label, source), source, label)
         batch = tf.shape(source)[0]
         seed = tf.fill([batch], tf.constant(SERVING_SEED, tf.int64))
         temperature = tf.fill([batch], tf.constant(SERVING_TEMPERATURE, tf.float32))
-        return {"images": generate(source, seed, temperature, label)}
+        return generated(source, seed, temperature, label)
 
     def generate_with_seeds(source, seed, temperature, label=None):
         with tf.control_dependencies([inputs.check_source(source)]):
             checks = inputs.check_per_image(source, seed, temperature) + inputs.check_label(label, source)
         source, seed, temperature, label = _checked(checks, source, seed, temperature, label)
-        return {"images": generate(source, seed, temperature, label)}
+        return generated(source, seed, temperature, label)
 
     def sample(seed, label=None):
         check = _check_shape(seed, [None], "seed must be [batch] int64: one seed per image, batch >= 1",
@@ -265,7 +275,6 @@ def signature_functions(model, max_batch=DEFAULT_MAX_BATCH, cache_dtype=None,
         log_p = model.log_prob_from_params(model(model_inputs, training=False), images)
         return {"log_prob": log_p, "bits_per_dim": -log_p / (model.num_dimensions * math.log(2.0))}
 
-    per_image = [tf.TensorSpec([None], tf.int64, name="seed"), tf.TensorSpec([None], tf.float32, name="temperature")]
     functions = {
         "serving_default": (serving_default, [inputs.source_spec(), *inputs.label_specs()]),
         "complete" if model.condition.completes_top_rows else "super_resolve": (generate_with_seeds, [inputs.source_spec(), *per_image, *inputs.label_specs()]),
