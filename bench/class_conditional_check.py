@@ -10,7 +10,7 @@ Prints one JSON line: `{"images", "true_labels", "next_class", "shuffled"}` (mea
 
 import json
 
-from absl import app
+import common  # the repository on sys.path, quiet logs
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -50,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_main(main)

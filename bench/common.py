@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the repository on `sys.path` (they run as `python bench/<name>.py`), quiet
-TensorFlow logs, median timing after a warm-up, and the paper's CIFAR-10 model from the named configuration.
+TensorFlow logs (`run_main`), median timing after a warm-up, and the paper's CIFAR-10 model from the named
+configuration.
 
 Import it first: `import common` (the script's own folder is on `sys.path`).
 """
@@ -13,6 +14,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_main(main):
+    """`absl.app.run(main)`, with absl's INFO logs (TensorFlow's Python logging: every export writes a dozen lines)
+    shown only with `--verbosity=0`, as the project's programs do: the terminal shows the script's results."""
+    from absl import app  # pylint: disable=import-outside-toplevel
+
+    from imagetransformer.programs import cli  # pylint: disable=import-outside-toplevel
+
+    def quiet_main(argv):
+        cli.default_to_warnings()
+        return main(argv)
+
+    app.run(quiet_main)
 
 
 def median_time(fn, repeats):

@@ -9,8 +9,8 @@ float32 bits/dim are compared in BENCHMARKS.md). One JSON line per model directo
 
 import json
 
-import common  # noqa: F401  (the repository on sys.path, quiet logs)
-from absl import app, flags
+import common  # the repository on sys.path, quiet logs
+from absl import flags
 import keras
 
 from imagetransformer.training import checkpoints
@@ -40,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_main(main)

@@ -30,8 +30,8 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: F401  (the repository on sys.path, quiet logs)
-from absl import app, flags
+import common  # the repository on sys.path, quiet logs
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -205,4 +205,4 @@ def exported_timing(model, top_half, jit_compile=False, cache_dtype=None, thread
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_main(main)

@@ -11,7 +11,7 @@ generated position. The ratio is what cross-attending to the low-resolution imag
 import json
 
 import common  # the repository on sys.path, quiet logs
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 import imagetransformer as it
@@ -45,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_main(main)

@@ -16,8 +16,8 @@ import json
 import statistics
 import time
 
-import common  # noqa: F401  (the repository on sys.path, quiet logs)
-from absl import app, flags
+import common  # the repository on sys.path, quiet logs
+from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
@@ -110,4 +110,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_main(main)
