@@ -21,6 +21,7 @@ import imagetransformer as it
 from imagetransformer import export as export_lib
 from imagetransformer.export import writer as export_writer
 from imagetransformer import models
+from imagetransformer.generation.sampling import Decoder
 from imagetransformer.training import checkpoints
 
 from conftest import AS_EXPORTED, random_images, tiny_kwargs
@@ -562,6 +563,24 @@ def test_requests_are_decoded_in_groups_of_any_size(tmp_path):
     with pytest.raises(export_lib.ExportError, match="--parallel_loops=0 must be a positive integer"):
         export_lib.export_model(model, str(tmp_path / "exported"), parallel_loops=0)
     assert not (tmp_path / "exported").exists()
+
+
+def test_the_signatures_generating_from_the_top_half_share_one_traced_generation(small_model, tmp_path, monkeypatch):
+    """`serving_default`, `serve` and `complete` call one traced generation (it was traced once per signature):
+    tracing the generation is most of an export's time."""
+    traced = []  # the known length of each generation traced
+    original = Decoder.complete_tokens
+
+    def counting(self, tokens, known_length, *args, **kwargs):
+        traced.append(known_length)
+        return original(self, tokens, known_length, *args, **kwargs)
+
+    monkeypatch.setattr(Decoder, "complete_tokens", counting)
+    export_lib.export_model(small_model, str(tmp_path / "exported"))
+    known_length = small_model.order.known_length(export_lib.known_rows_for(small_model))
+    # Each generation is traced twice: Keras lists the variables it uses, then `tf.saved_model.save` traces again in
+    # its save context; `sample` generates from nothing (known length 0).
+    assert 0 < known_length and sorted(traced) == [0, 0, known_length, known_length]
 
 
 def test_opt_in_xla_export_keeps_its_loop_compiled(tmp_path):
