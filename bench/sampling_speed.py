@@ -14,7 +14,8 @@ groups decoded side by side, one per core, see `Decoder`), `*_one_loop_s` with o
 `--exported_cache_dtypes` (and the opt-in XLA export, `--jit_compile`: float32 caches, its loop compiled by XLA, as
 TF Serving runs it with `--xla_cpu_compilation_enabled=true`), each under every `--exported_threads` setting
 (`INTRA:INTER`, as TF Serving's `--tensorflow_intra_op_parallelism` / `--tensorflow_inter_op_parallelism`; 0 is
-TensorFlow's default, one thread per core); `over_xla` is its time over in-process XLA decoding in the same run.
+TensorFlow's default, one thread per core); `over_xla` is its time over in-process XLA decoding timed just before
+and just after that export's timings (`xla_around_s`, their mean: this machine's speed drifts over minutes).
 `exported_complete_s` is the default export under the first thread setting. `--exported_batch_sizes` adds
 images/s at those batch sizes. `bytes_per_step` is what one cached
 step reads at least (every weight once, plus the key/value caches), next to the machine's memory bandwidth
@@ -96,13 +97,15 @@ def main(argv):
         forward_s = common.median_time(lambda: forward(images).numpy(), FLAGS.repeats)
         result = {"attention": attention, "batch_size": FLAGS.batch_size, "num_layers": FLAGS.num_layers,
                   "generated_pixels": 32 * 32 - known_rows * 32, "forward_s": round(forward_s, 4)}
+        def cached_s(jit, loops=None):
+            return common.median_time(lambda: it.complete(model, images, known_rows, seed=0, jit_compile=jit,
+                                                          parallel_loops=loops).numpy(), FLAGS.repeats)
+
         for jit in (False, True):
             name = f"cached_{'xla' if jit else 'graph'}"
             result[f"{'xla' if jit else 'graph'}_loops"] = default_parallel_loops(jit)
             for loops, key in ((None, f"{name}_s"), (1, f"{name}_one_loop_s")):
-                result[key] = round(common.median_time(
-                    lambda: it.complete(model, images, known_rows, seed=0, jit_compile=jit,
-                                        parallel_loops=loops).numpy(), FLAGS.repeats), 4)
+                result[key] = round(cached_s(jit, loops), 4)
         # bfloat16 key/value caches on the graph executor (`cache_dtype`, an export option).
         result["cached_graph_bf16_s"] = round(common.median_time(
             lambda: it.complete(model, images, known_rows, seed=0, jit_compile=False,
@@ -128,17 +131,22 @@ def main(argv):
             cached_over_forward=round(best_cached / forward_s, 2),
         )
         result.update(bytes_per_step(model, FLAGS.batch_size))
-        # The exports, each timed in fresh processes under every thread setting (TF Serving's defaults first).
+        # The exports, each timed in fresh processes under every thread setting (TF Serving's defaults first). This
+        # machine's speed drifts over minutes, so each export is compared with in-process XLA decoding timed just
+        # before and just after it (their mean), not with `cached_xla_s` timed minutes earlier.
         default_threads = FLAGS.exported_threads[0]
-        exports = {dtype: exported_timing(model, images[:, :known_rows], cache_dtype=dtype,
-                                          threads=FLAGS.exported_threads) for dtype in FLAGS.exported_cache_dtypes}
+        variants = {dtype: dict(cache_dtype=dtype) for dtype in FLAGS.exported_cache_dtypes}
         if FLAGS.exported_xla:  # the opt-in XLA export (TF Serving's --xla_cpu_compilation_enabled)
-            exports["xla"] = exported_timing(model, images[:, :known_rows], jit_compile=True,
-                                             threads=FLAGS.exported_threads)
+            variants["xla"] = dict(jit_compile=True)
+        exports, xla_around = {}, {}
+        for name, options in variants.items():
+            before = cached_s(True)
+            exports[name] = exported_timing(model, images[:, :known_rows], threads=FLAGS.exported_threads, **options)
+            xla_around[name] = (before + cached_s(True)) / 2
         result["export_s"] = {name: timing["export_s"] for name, timing in exports.items()}
         result["exported"] = {
-            f"{name}@{threads}": {**timing[threads], "over_xla": round(
-                timing[threads]["exported_complete_s"] / result["cached_xla_s"], 2)}
+            f"{name}@{threads}": {**timing[threads], "xla_around_s": round(xla_around[name], 4), "over_xla": round(
+                timing[threads]["exported_complete_s"] / xla_around[name], 2)}
             for name, timing in exports.items() for threads in FLAGS.exported_threads}
         default = f"{DEFAULT_CACHE_DTYPE}@{default_threads}"
         if default in result["exported"]:  # what `python -m imagetransformer.export` writes, as TF Serving runs it
