@@ -578,9 +578,11 @@ def test_the_signatures_generating_from_the_top_half_share_one_traced_generation
     monkeypatch.setattr(Decoder, "complete_tokens", counting)
     export_lib.export_model(small_model, str(tmp_path / "exported"))
     known_length = small_model.order.known_length(export_lib.known_rows_for(small_model))
-    # Each generation is traced twice: Keras lists the variables it uses, then `tf.saved_model.save` traces again in
-    # its save context; `sample` generates from nothing (known length 0).
-    assert 0 < known_length and sorted(traced) == [0, 0, known_length, known_length]
+    # `sample`, one signature, generates from nothing (known length 0); the three signatures generating from the top
+    # half are traced no more often than it (twice each with this TensorFlow: Keras lists the variables an endpoint
+    # uses, then `tf.saved_model.save` traces it again in its save context).
+    assert 0 < known_length and set(traced) == {0, known_length}
+    assert traced.count(known_length) == traced.count(0), traced
 
 
 def test_opt_in_xla_export_keeps_its_loop_compiled(tmp_path):
