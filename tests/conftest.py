@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# One thread per TensorFlow op in the test processes and (inherited) the programs and servers they start: two xdist
-# workers on two cores, each also starting subprocesses, otherwise oversubscribe the cores (single tests stalled at
-# up to 15x their time alone), and the tests' tiny ops gain nothing from being split across threads.
+# One thread per TensorFlow op in the test processes and (inherited) the programs and servers they start: the xdist
+# workers (three on two cores, see test.sh), each also starting subprocesses, otherwise oversubscribe the cores
+# (single tests stalled at up to 15x their time alone), and the tests' tiny ops gain nothing from being split across
+# threads.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 from absl import flags  # noqa: E402
