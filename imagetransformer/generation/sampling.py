@@ -49,9 +49,9 @@ def per_image_noise(seeds, length, noise_size):
     )
 
 
-# The eager driver's noise: `map_fn` as a graph loop (~10 us per image, not ~1 ms eagerly), one function for every
-# decoder, so that decoders of different settings share its traces (one per decoder set TensorFlow's retracing
-# warning off when a program completed with several settings).
+# The eager driver's noise: `map_fn` as a graph loop (~10 us per image, not ~1 ms eagerly). One function for every
+# decoder, so that decoders of different settings share its traces: a function per decoder was traced again by
+# each, which set off TensorFlow's retracing warning when a program completed with several settings.
 _per_image_noise_graph = tf.function(per_image_noise)
 
 
